@@ -1,0 +1,29 @@
+"""ctxfeatures: composable Keras layers for context-aware recommenders."""
+
+from ctxfeatures._compat import ensure_keras2
+
+# Must run before TensorFlow Recommenders or any tf.keras module is imported.
+ensure_keras2()
+
+from ctxfeatures.layers import (  # noqa: E402
+    CyclicalTime,
+    FeatureLayer,
+    IdEmbedding,
+    MultiIdEmbedding,
+    NormalizedTimestamp,
+    TextEmbedding,
+    TimestampBuckets,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CyclicalTime",
+    "FeatureLayer",
+    "IdEmbedding",
+    "MultiIdEmbedding",
+    "NormalizedTimestamp",
+    "TextEmbedding",
+    "TimestampBuckets",
+    "__version__",
+]

@@ -1,0 +1,19 @@
+"""Feature layers: one raw feature in, a ``(batch, dim)`` float32 tensor out."""
+
+from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers.cyclical_time import CyclicalTime
+from ctxfeatures.layers.id_embedding import IdEmbedding
+from ctxfeatures.layers.multi_id_embedding import MultiIdEmbedding
+from ctxfeatures.layers.normalized_timestamp import NormalizedTimestamp
+from ctxfeatures.layers.text_embedding import TextEmbedding
+from ctxfeatures.layers.timestamp_buckets import TimestampBuckets
+
+__all__ = [
+    "CyclicalTime",
+    "FeatureLayer",
+    "IdEmbedding",
+    "MultiIdEmbedding",
+    "NormalizedTimestamp",
+    "TextEmbedding",
+    "TimestampBuckets",
+]

@@ -1,0 +1,138 @@
+"""MultiIdEmbedding: a multi-valued id feature pooled into one embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from ctxfeatures.layers._base import (
+    check_choice,
+    in_shape_inference_graph,
+    placeholder_output,
+)
+from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
+
+COMBINERS = ("mean", "sum", "sqrtn")
+
+
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures")
+class MultiIdEmbedding(VocabularyEmbeddingBase):
+    """Pools the embeddings of several ids per example, e.g. a movie's genres.
+
+    Inputs may be a ragged tensor of ids ``(batch, None)``, a dense
+    ``(batch, n)`` tensor, or delimited strings such as ``"Action|Comedy"``
+    (split on ``separator``). Empty strings are ignored, so an example with
+    no ids gets a zero vector.
+
+    Args:
+        embedding_dim: Size of each embedding vector.
+        vocabulary: Optional list of known ids. When given, no adapt is needed.
+        combiner: ``"mean"``, ``"sum"`` or ``"sqrtn"`` (sum divided by the
+            square root of the number of ids).
+        separator: Delimiter used to split dense string inputs.
+        id_dtype: ``"string"`` or ``"int64"``.
+        max_tokens: Largest table size, OOV rows included.
+        min_frequency: ``adapt`` drops ids seen fewer times than this.
+        num_oov_indices: Rows reserved for unseen ids.
+        num_hash_bins: Hashing mode: no vocabulary, ids hashed into this many
+            rows.
+        embeddings_initializer: Initializer of the embedding table.
+        embeddings_regularizer: Optional regularizer of the embedding table.
+        **kwargs: Base ``Layer`` arguments such as ``name``.
+
+    Example:
+        >>> genres = ctxfeatures.MultiIdEmbedding(3, combiner="sum", name="genres")
+        >>> genres.adapt(np.array(["Action|Comedy", "Comedy", ""]))
+        >>> genres.get_vocabulary()
+        ['Comedy', 'Action']
+        >>> genres(tf.constant(["Action|Comedy", ""])).shape
+        TensorShape([2, 3])
+
+    Raises:
+        ValueError: an unknown combiner, ``embedding_dim <= 0``, duplicates in
+            the vocabulary, calling before ``adapt``, or adapting on no data.
+        TypeError: float ids or ids whose dtype is not ``id_dtype``.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        vocabulary: Sequence[Any] | None = None,
+        *,
+        combiner: str = "mean",
+        separator: str = "|",
+        **kwargs: Any,
+    ) -> None:
+        check_choice(combiner, "combiner", COMBINERS)
+        if not isinstance(separator, str) or not separator:
+            raise ValueError(
+                "`separator` must be a non-empty string. "
+                f"Received: separator={separator!r}"
+            )
+        super().__init__(embedding_dim, vocabulary, **kwargs)
+        self.combiner = combiner
+        self.separator = separator
+
+    def _to_ragged(self, inputs: Any) -> tf.RaggedTensor:
+        owner = self._owner()
+        if isinstance(inputs, tf.SparseTensor):
+            inputs = tf.RaggedTensor.from_sparse(inputs)
+        if not isinstance(inputs, tf.RaggedTensor):
+            inputs = tf.convert_to_tensor(inputs)
+            rank = inputs.shape.rank
+            if inputs.dtype == tf.string and (
+                rank == 1 or (rank == 2 and inputs.shape[1] == 1)
+            ):
+                inputs = tf.strings.split(tf.reshape(inputs, [-1]), self.separator)
+            elif rank == 2:
+                inputs = tf.RaggedTensor.from_tensor(inputs)
+            else:
+                raise ValueError(
+                    f"{owner} expects ragged ids (batch, None), dense ids "
+                    "(batch, n) or delimited strings (batch,). Received shape "
+                    f"{inputs.shape} with dtype {inputs.dtype.name}."
+                )
+        if inputs.shape.rank != 2:
+            raise ValueError(
+                f"{owner} expects ids shaped (batch, None); received a ragged "
+                f"tensor of rank {inputs.shape.rank}."
+            )
+        self._check_dtype(inputs.dtype)
+        if inputs.dtype == tf.string:
+            # Empty strings are padding or empty lists, never an id.
+            inputs = tf.ragged.boolean_mask(inputs, tf.strings.length(inputs) > 0)
+        return inputs
+
+    def _flat_ids(self, data: Any) -> tf.Tensor:
+        return self._to_ragged(data).flat_values
+
+    def call(self, inputs: Any) -> tf.Tensor:
+        ragged = self._to_ragged(inputs)
+        if not self.is_adapted:
+            if in_shape_inference_graph():
+                return placeholder_output(ragged, self.output_dim)
+            self._require_adapted()
+        vectors = self._embedding(self._lookup_ids(ragged.flat_values))
+        # num_segments keeps examples without ids as zero rows.
+        total = tf.math.unsorted_segment_sum(
+            vectors, ragged.value_rowids(), ragged.nrows()
+        )
+        if self.combiner == "sum":
+            return total
+        counts = tf.cast(tf.maximum(ragged.row_lengths(), 1), total.dtype)[:, None]
+        if self.combiner == "mean":
+            return total / counts
+        return total / tf.sqrt(counts)
+
+    def input_signature(self) -> tf.TensorSpec | tf.RaggedTensorSpec:
+        dtype = tf.string if self.id_dtype == "string" else tf.int64
+        if dtype == tf.string:
+            return tf.TensorSpec(shape=[None], dtype=dtype)
+        return tf.RaggedTensorSpec(shape=[None, None], dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"combiner": self.combiner, "separator": self.separator})
+        return config

@@ -1,0 +1,272 @@
+"""TimestampBuckets: an embedding of the time bucket a timestamp falls in."""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ctxfeatures.layers._base import (
+    check_positive_int,
+    in_shape_inference_graph,
+    placeholder_output,
+)
+from ctxfeatures.layers._timestamps import TimestampFeature
+
+BOUNDARY_MODES = ("uniform", "quantile")
+
+
+def _explicit_boundaries(boundaries: Sequence[float], owner: str) -> list[float]:
+    try:
+        values = np.asarray(list(boundaries), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{owner}: `boundaries` must be 'uniform', 'quantile' or a list of "
+            f"numbers. Received: boundaries={boundaries!r}"
+        ) from None
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(
+            f"{owner}: an explicit `boundaries` list needs at least one value. "
+            f"Received: boundaries={boundaries!r}"
+        )
+    if not np.isfinite(values).all() or (np.diff(values) <= 0).any():
+        raise ValueError(
+            f"{owner}: `boundaries` must be finite and strictly increasing. "
+            "Sort them and remove duplicates."
+        )
+    return values.tolist()
+
+
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures")
+class TimestampBuckets(TimestampFeature):
+    """Buckets int64 seconds and embeds the bucket: ``(batch, embedding_dim)``.
+
+    Composes a Keras ``Discretization`` with an ``Embedding`` of
+    ``len(boundaries) + 1`` rows. Boundaries are:
+
+    * ``"uniform"``: ``np.linspace(min, max, num_buckets)`` over the adapted
+      timestamps (the TFRS tutorial's choice, there with 1000);
+    * ``"quantile"``: ``num_buckets`` equal-mass buckets learned by
+      :meth:`adapt` (``num_buckets - 1`` boundaries);
+    * an explicit increasing list of seconds (no adapt needed).
+
+    Timestamps outside the adapted range fall into the first or last bucket.
+    Learned boundaries are kept as a non-trainable float64 weight; they are
+    applied relative to the first boundary so that float32 bucketing keeps
+    second-level precision.
+
+    Args:
+        embedding_dim: Size of each bucket's embedding.
+        boundaries: ``"uniform"``, ``"quantile"`` or a list of seconds.
+        num_buckets: Boundary count for ``"uniform"``, bucket count for
+            ``"quantile"``; ignored for an explicit list.
+        epsilon: Error tolerance of the streaming quantile sketch.
+        embeddings_initializer: Initializer of the embedding table.
+        **kwargs: Base ``Layer`` arguments such as ``name``.
+
+    Example:
+        >>> layer = ctxfeatures.TimestampBuckets(2, boundaries=[100, 200])
+        >>> layer.bucketize(tf.constant([0, 100, 150, 250], tf.int64)).numpy()
+        array([0, 1, 1, 2])
+        >>> layer(tf.constant([150], tf.int64)).shape
+        TensorShape([1, 2])
+
+    Raises:
+        ValueError: an unknown boundary mode, unsorted boundaries,
+            ``embedding_dim <= 0``, calling before ``adapt``, adapting on no
+            data or on a single distinct timestamp (uniform), NaN or negative
+            timestamps, a wrong rank.
+        TypeError: string or bool timestamps.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        boundaries: str | Sequence[float] = "uniform",
+        num_buckets: int = 1000,
+        epsilon: float = 0.01,
+        embeddings_initializer: Any = "uniform",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = self._owner()
+        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+        self.num_buckets = check_positive_int(num_buckets, "num_buckets", 2)
+        if not 0.0 < float(epsilon) < 1.0:
+            raise ValueError(f"`epsilon` must be in (0, 1). Received: {epsilon!r}")
+        self.epsilon = float(epsilon)
+        if isinstance(boundaries, str):
+            if boundaries not in BOUNDARY_MODES:
+                raise ValueError(
+                    f"{owner}: `boundaries` must be one of {list(BOUNDARY_MODES)} "
+                    f"or a list of seconds. Received: boundaries={boundaries!r}"
+                )
+            self.boundaries: str | list[float] = boundaries
+        else:
+            self.boundaries = _explicit_boundaries(boundaries, owner)
+        self.embeddings_initializer = tf.keras.initializers.get(
+            embeddings_initializer
+        )
+        self._embedding = tf.keras.layers.Embedding(
+            self.num_boundaries + 1,
+            self.embedding_dim,
+            embeddings_initializer=self.embeddings_initializer,
+            name="embedding",
+        )
+        self._adapt = types.SimpleNamespace()
+        self._discretizer: tf.keras.layers.Discretization | None = None
+        self._offset = 0.0
+        self._pending: np.ndarray | None = None
+        self._boundary_weight: tf.Variable | None = None
+        if not self.needs_adapt:
+            self._set_boundaries(np.asarray(self.boundaries, np.float64))
+
+    # ----------------------------------------------------------------- state
+    @property
+    def num_boundaries(self) -> int:
+        if isinstance(self.boundaries, list):
+            return len(self.boundaries)
+        if self.boundaries == "uniform":
+            return self.num_buckets
+        return self.num_buckets - 1
+
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim
+
+    @property
+    def needs_adapt(self) -> bool:
+        return isinstance(self.boundaries, str)
+
+    @property
+    def is_adapted(self) -> bool:
+        return self._discretizer is not None
+
+    def get_boundaries(self) -> np.ndarray:
+        """The bucket boundaries in seconds (float64)."""
+        self._require_adapted()
+        return np.asarray(self._discretizer.bin_boundaries, np.float64) + self._offset
+
+    def build(self, input_shape: Any = None) -> None:
+        if self.needs_adapt and self._boundary_weight is None:
+            self._boundary_weight = self.add_weight(
+                name="boundaries",
+                shape=(self.num_boundaries,),
+                dtype=tf.float64,
+                # NaN marks "not adapted", so a saved unadapted layer reloads
+                # as unadapted rather than with fake boundaries.
+                initializer=tf.keras.initializers.Constant(math.nan),
+                trainable=False,
+            )
+            if self._pending is not None:
+                self._boundary_weight.assign(self._pending)
+                self._pending = None
+        self._embedding.build((None,))
+        self.built = True
+
+    def _set_boundaries(self, values: np.ndarray) -> None:
+        self._offset = float(values[0])
+        self._discretizer = tf.keras.layers.Discretization(
+            bin_boundaries=(values - self._offset).tolist(), name="discretization"
+        )
+        if self.needs_adapt:
+            if self._boundary_weight is not None:
+                self._boundary_weight.assign(values)
+            else:
+                self._pending = values
+
+    def load_own_variables(self, store: Any) -> None:
+        super().load_own_variables(store)
+        if self._boundary_weight is not None:
+            values = self._boundary_weight.numpy()
+            if not np.isnan(values).any():
+                self._set_boundaries(values)
+
+    # ----------------------------------------------------------------- adapt
+    def reset_state(self) -> None:
+        self._adapt = types.SimpleNamespace(
+            low=math.inf, high=-math.inf, reference=None, sketch=None
+        )
+
+    def update_state(self, data: Any) -> None:
+        if not self.needs_adapt:
+            return
+        values = self._timestamps(data).numpy()
+        if values.size == 0:
+            return
+        state = self._adapt
+        state.low = min(state.low, float(values.min()))
+        state.high = max(state.high, float(values.max()))
+        if self.boundaries == "quantile":
+            if state.sketch is None:
+                state.reference = float(values.min())
+                state.sketch = tf.keras.layers.Discretization(
+                    num_bins=self.num_buckets, epsilon=self.epsilon
+                )
+                state.sketch.build(None)
+            # The sketch works in float32: feed offsets, not raw epoch seconds.
+            state.sketch.update_state(values - state.reference)
+
+    def finalize_state(self) -> None:
+        if not self.needs_adapt:
+            return
+        state = self._adapt
+        if state.low > state.high:
+            raise ValueError(
+                f"{self._owner()}.adapt() received no timestamps. Pass at least one."
+            )
+        if self.boundaries == "uniform":
+            if state.low == state.high:
+                raise ValueError(
+                    f"{self._owner()}: every adapted timestamp equals "
+                    f"{state.low:.0f}, so uniform boundaries are undefined. "
+                    "Adapt on a wider time range or use explicit boundaries."
+                )
+            values = np.linspace(state.low, state.high, self.num_buckets)
+        else:
+            state.sketch.finalize_state()
+            values = np.asarray(state.sketch.bin_boundaries, np.float64)
+            values = values + state.reference
+            missing = self.num_boundaries - values.size
+            if missing > 0:
+                # Too few distinct values for every bucket: repeat the last
+                # boundary, which leaves the extra buckets empty.
+                fill = values[-1] if values.size else state.high
+                values = np.concatenate([values, np.full(missing, fill)])
+            values = np.sort(values[: self.num_boundaries])
+        self._adapt = types.SimpleNamespace()
+        self._set_boundaries(values)
+
+    # ----------------------------------------------------------------- calls
+    def bucketize(self, inputs: Any) -> tf.Tensor:
+        """Returns the bucket id of each timestamp, in ``[0, num_boundaries]``."""
+        seconds = self._timestamps(inputs)
+        self._require_adapted()
+        return self._discretizer(seconds - self._offset)
+
+    def call(self, inputs: Any) -> tf.Tensor:
+        seconds = self._timestamps(inputs)
+        if not self.is_adapted:
+            if in_shape_inference_graph():
+                return placeholder_output(seconds, self.output_dim)
+            self._require_adapted()
+        return self._embedding(self._discretizer(seconds - self._offset))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "embedding_dim": self.embedding_dim,
+                "boundaries": self.boundaries,
+                "num_buckets": self.num_buckets,
+                "epsilon": self.epsilon,
+                "embeddings_initializer": tf.keras.initializers.serialize(
+                    self.embeddings_initializer
+                ),
+            }
+        )
+        return config
