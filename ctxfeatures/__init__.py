@@ -14,6 +14,8 @@ from ctxfeatures.layers import (  # noqa: E402
     TextEmbedding,
     TimestampBuckets,
 )
+from ctxfeatures.retrieval import RetrievalModel, build_retrieval_model  # noqa: E402
+from ctxfeatures.tower import Tower, adapt_towers  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -23,7 +25,11 @@ __all__ = [
     "IdEmbedding",
     "MultiIdEmbedding",
     "NormalizedTimestamp",
+    "RetrievalModel",
     "TextEmbedding",
     "TimestampBuckets",
+    "Tower",
     "__version__",
+    "adapt_towers",
+    "build_retrieval_model",
 ]

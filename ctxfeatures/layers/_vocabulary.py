@@ -184,7 +184,7 @@ class VocabularyEmbeddingBase(FeatureLayer):
             )
         else:
             self._lookup = tf.keras.layers.IntegerLookup(
-                vocabulary=np.asarray(tokens, dtype=np.int64),
+                vocabulary=[int(token) for token in tokens],
                 num_oov_indices=self.num_oov_indices,
                 mask_token=None,
                 vocabulary_dtype="int64",

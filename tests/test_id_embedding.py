@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ctxfeatures as cf
+
+IDS = np.array(["a", "b", "b", "c", "c", "c"])
+
+
+def test_adapt_orders_by_frequency_and_maps_oov_to_zero():
+    layer = cf.IdEmbedding(4)
+    assert not layer.is_adapted
+    layer.adapt(IDS)
+    assert layer.is_adapted
+    assert layer.get_vocabulary() == ["c", "b", "a"]
+    assert layer.lookup(tf.constant(["c", "b", "a", "zz"])).numpy().tolist() == [
+        1,
+        2,
+        3,
+        0,
+    ]
+    assert layer.vocabulary_size == 4
+    assert layer(tf.constant(["a", "zz"])).shape == (2, 4)
+
+
+def test_adapt_accepts_numpy_tensor_and_datasets_alike():
+    vocabularies = []
+    for data in (
+        IDS,
+        list(IDS),
+        tf.constant(IDS),
+        tf.data.Dataset.from_tensor_slices(IDS),
+        tf.data.Dataset.from_tensor_slices(IDS).batch(4),
+    ):
+        layer = cf.IdEmbedding(2)
+        layer.adapt(data)
+        vocabularies.append(layer.get_vocabulary())
+    assert all(v == ["c", "b", "a"] for v in vocabularies)
+
+
+def test_min_frequency_and_max_tokens():
+    layer = cf.IdEmbedding(2, min_frequency=2)
+    layer.adapt(IDS)
+    assert layer.get_vocabulary() == ["c", "b"]
+    layer = cf.IdEmbedding(2, max_tokens=3, num_oov_indices=2)
+    layer.adapt(IDS)
+    assert layer.get_vocabulary() == ["c"]
+    assert layer.vocabulary_size == 3
+
+
+def test_given_vocabulary_needs_no_adapt_and_int_ids():
+    layer = cf.IdEmbedding(3, vocabulary=[10, 20], id_dtype="int64")
+    assert layer.is_adapted
+    assert layer.lookup(tf.constant([20, 10, 99], tf.int64)).numpy().tolist() == [
+        2,
+        1,
+        0,
+    ]
+    assert layer(tf.constant([[10], [99]], tf.int32)).shape == (2, 3)
+
+
+def test_hashing_mode_is_deterministic_and_bounded():
+    layer = cf.IdEmbedding(3, num_hash_bins=16)
+    assert layer.is_adapted and layer.vocabulary_size == 16
+    rows = layer.lookup(tf.constant(["x", "y", "x"])).numpy()
+    assert rows[0] == rows[2] and (0 <= rows).all() and (rows < 16).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=30))
+def test_unseen_ids_map_to_an_oov_row(unseen):
+    layer = cf.IdEmbedding(2, vocabulary=["known-1", "known-2"], num_oov_indices=3)
+    unseen = [u for u in unseen if not u.startswith("known-")] or ["other"]
+    rows = layer.lookup(tf.constant(unseen)).numpy()
+    assert (rows < 3).all()
+    assert layer.lookup(tf.constant(["known-2"])).numpy().tolist() == [4]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"embedding_dim": 0}, ValueError, "`embedding_dim` must be >= 1"),
+        ({"embedding_dim": 4, "vocabulary": ["a", "a"]}, ValueError, "duplicates"),
+        ({"embedding_dim": 4, "vocabulary": []}, ValueError, "empty"),
+        ({"embedding_dim": 4, "id_dtype": "float"}, ValueError, "id_dtype"),
+        ({"embedding_dim": 4, "vocabulary": [1, 2]}, TypeError, "id_dtype='int64'"),
+        ({"embedding_dim": 4, "num_oov_indices": 0}, ValueError, "num_oov_indices"),
+        (
+            {"embedding_dim": 4, "vocabulary": ["a"], "num_hash_bins": 4},
+            ValueError,
+            "not both",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        cf.IdEmbedding(**kwargs)
+
+
+def test_bad_inputs_name_the_layer_and_the_fix():
+    layer = cf.IdEmbedding(2, name="user_id")
+    with pytest.raises(ValueError, match="'user_id' is not adapted.*adapt"):
+        layer(tf.constant(["a"]))
+    with pytest.raises(ValueError, match="received no data"):
+        layer.adapt(np.array([], dtype=str))
+    layer.adapt(IDS)
+    with pytest.raises(TypeError, match="float32.*Cast float ids"):
+        layer(tf.constant([1.0]))
+    with pytest.raises(TypeError, match="id_dtype='int64'"):
+        layer(tf.constant([1], tf.int64))
+    with pytest.raises(ValueError, match=r"\(batch,\) or \(batch, 1\)"):
+        layer(tf.constant([["a", "b"]]))
+    with pytest.raises(ValueError, match="Wrap a single value"):
+        layer(tf.constant("a"))
+    with pytest.raises(TypeError, match="not a dict"):
+        layer.adapt({"user_id": IDS})

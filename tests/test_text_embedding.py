@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ctxfeatures as cf
+
+
+def test_masked_mean_by_hand_and_empty_string_is_zero():
+    layer = cf.TextEmbedding(2, vocabulary=["", "[UNK]", "toy", "story"])
+    layer.build(None)
+    layer._embedding.embeddings.assign(
+        np.array([[9, 9], [1, 1], [2, 4], [4, 8]], np.float32)
+    )
+    out = layer(tf.constant(["Toy Story", "toy", "", "toy unknown!"])).numpy()
+    np.testing.assert_allclose(out, [[3, 6], [2, 4], [0, 0], [1.5, 2.5]])
+    assert not np.isnan(out).any()
+
+
+def test_adapt_learns_standardised_tokens_by_frequency():
+    layer = cf.TextEmbedding(4, max_tokens=5)
+    layer.adapt(tf.data.Dataset.from_tensor_slices(["A b.", "b c", "b a"]).batch(2))
+    assert layer.get_vocabulary() == ["", "[UNK]", "b", "a", "c"]
+    assert layer(tf.constant([["a b"]])).shape == (1, 4)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="`embedding_dim` must be >= 1"):
+        cf.TextEmbedding(-1)
+    with pytest.raises(ValueError, match="duplicates"):
+        cf.TextEmbedding(2, vocabulary=["a", "a"])
+    layer = cf.TextEmbedding(2, name="title")
+    with pytest.raises(ValueError, match="'title' is not adapted"):
+        layer(tf.constant(["x"]))
+    with pytest.raises(ValueError, match="no strings|no data"):
+        layer.adapt([])
+    layer.adapt(["x y"])
+    with pytest.raises(TypeError, match="expects strings"):
+        layer(tf.constant([3]))
