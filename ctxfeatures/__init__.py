@@ -14,7 +14,11 @@ from ctxfeatures.layers import (  # noqa: E402
     TextEmbedding,
     TimestampBuckets,
 )
-from ctxfeatures.retrieval import RetrievalModel, build_retrieval_model  # noqa: E402
+from ctxfeatures.retrieval import (  # noqa: E402
+    RetrievalModel,
+    build_retrieval_model,
+    with_sampling_probability,
+)
 from ctxfeatures.tower import Tower, adapt_towers  # noqa: E402
 
 __version__ = "0.1.0"
@@ -32,4 +36,5 @@ __all__ = [
     "__version__",
     "adapt_towers",
     "build_retrieval_model",
+    "with_sampling_probability",
 ]

@@ -296,6 +296,7 @@ def adapt_towers(
             except (ValueError, TypeError) as error:
                 raise type(error)(f"feature '{feature}': {error}") from None
     if not batches:
-        raise ValueError("Tower.adapt() received an empty dataset.")
+        names = ", ".join(f"'{tower.name}'" for tower in towers)
+        raise ValueError(f"Tower {names}: adapt() received an empty dataset.")
     for _, layer in work:
         layer.finalize_state()

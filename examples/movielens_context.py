@@ -73,7 +73,7 @@ MODELS: dict[str, tuple[str, Callable[[], tuple[dict, dict]]]] = {
         lambda: baseline(timestamps=True),
     ),
     "cyclical": ("+ quantile buckets + cyclical time", cyclical),
-    "best": ("+ age, gender, occupation → + genres", best),
+    "best": ("+ age, gender, occupation → + genres; logQ correction", best),
 }
 SPLITS = ("random", "chronological")
 
@@ -110,6 +110,12 @@ def cold_start_filter(train: tf.data.Dataset, test: tf.data.Dataset):
 def run_one(args, model_name, train, test, cold, movies, seed, verbose):
     tf.keras.utils.set_random_seed(seed)
     query, candidate = MODELS[model_name][1]()
+    extra = {}
+    fit_data = train
+    if model_name == "best":
+        # logQ correction: in-batch negatives over-penalise popular movies.
+        fit_data = cf.with_sampling_probability(train, "movie_title", "probability")
+        extra["candidate_sampling_probability"] = "probability"
     model = cf.build_retrieval_model(
         query,
         candidate,
@@ -117,9 +123,10 @@ def run_one(args, model_name, train, test, cold, movies, seed, verbose):
         candidate_id="movie_title",
         adapt_data=train,
         head_units=(DIM,),
+        **extra,
     )
     model.compile(optimizer=tf.keras.optimizers.Adagrad(args.learning_rate))
-    batches = train.shuffle(100_000, seed=seed).batch(args.batch_size)
+    batches = fit_data.shuffle(100_000, seed=seed).batch(args.batch_size)
     start = time.perf_counter()
     model.fit(batches.cache(), epochs=args.epochs, verbose=verbose)
     fit_s = time.perf_counter() - start

@@ -34,7 +34,9 @@ class MovieLens100K(NamedTuple):
     Attributes:
         ratings: One dict per rating with ``user_id`` (string), ``movie_id``
             (string), ``movie_title``, ``timestamp`` (int64 seconds),
-            ``rating`` (float32), ``genres`` (ragged strings), ``age``
+            ``rating`` (float32), ``genres`` (multi-valued, ``"|"``-joined
+            string such as ``"Action|Comedy"``; feed it to
+            :class:`~ctxfeatures.MultiIdEmbedding`), ``age``
             (int64), ``gender``, ``occupation`` and ``zip``.
         movies: The catalogue, one dict per movie: ``movie_id``,
             ``movie_title``, ``genres``.
@@ -95,7 +97,7 @@ def load_arrays(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Reads the files into numpy columns: ``(ratings, movies)``.
 
-    Same columns as :func:`load`, with ``genres`` as ``"|"``-joined strings.
+    Same columns as :func:`load`.
 
     Raises:
         MalformedFileError: a line that does not parse (file and line named).
@@ -156,9 +158,9 @@ def load_arrays(
 
 
 def _to_dataset(columns: dict[str, np.ndarray]) -> tf.data.Dataset:
-    tensors = dict(columns)
-    tensors["genres"] = tf.strings.split(tf.constant(columns["genres"]), "|")
-    return tf.data.Dataset.from_tensor_slices(tensors)
+    # Genres stay "|"-joined strings: unlike ragged elements they survive
+    # Dataset.map() and batch(), and MultiIdEmbedding splits them itself.
+    return tf.data.Dataset.from_tensor_slices(dict(columns))
 
 
 def load(data_dir: str | None = None, *, cache_dir: str | None = None) -> MovieLens100K:

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import keras_roundtrip
+
+import ctxfeatures as cf
+
+DATA = {
+    "user_id": np.array(["a", "b", "c", "a"]),
+    "timestamp": np.array([10, 20, 30, 40], np.int64),
+    "extra": np.array([1.0, 2.0, 3.0, 4.0], np.float32),
+}
+
+
+def make_tower(**kwargs) -> cf.Tower:
+    return cf.Tower(
+        {
+            "user_id": cf.IdEmbedding(4),
+            "timestamp": [cf.TimestampBuckets(3, num_buckets=4), cf.NormalizedTimestamp()],
+        },
+        **kwargs,
+    )
+
+
+def test_concat_head_and_ignored_keys():
+    tower = make_tower(head_units=(8, 5), name="query")
+    tower.adapt(tf.data.Dataset.from_tensor_slices(DATA).batch(3))
+    assert tower.feature_names == ["user_id", "timestamp"]
+    out = tower({k: tf.constant(v) for k, v in DATA.items()})
+    assert out.shape == (4, 5) and tower.output_dim == 5
+    assert [d.units for d in tower.head] == [8, 5]
+    assert tower.head[0].activation.__name__ == "relu"
+    assert tower.head[-1].activation.__name__ == "linear"
+    assert tower.head[0].kernel.shape == (4 + 3 + 1, 8)
+
+
+def test_no_head_and_l2_normalisation():
+    raw = make_tower(head_units=())
+    raw.adapt(tf.data.Dataset.from_tensor_slices(DATA))
+    assert raw({k: tf.constant(v) for k, v in DATA.items()}).shape == (4, 8)
+    unit = make_tower(l2_normalize=True)
+    unit.adapt(tf.data.Dataset.from_tensor_slices(DATA))
+    out = unit({k: tf.constant(v) for k, v in DATA.items()}).numpy()
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
+def test_adapt_reads_the_data_exactly_once():
+    reads = []
+
+    def generate():
+        reads.append(1)
+        for i in range(4):
+            yield {key: values[i] for key, values in DATA.items()}
+
+    signature = {
+        "user_id": tf.TensorSpec((), tf.string),
+        "timestamp": tf.TensorSpec((), tf.int64),
+        "extra": tf.TensorSpec((), tf.float32),
+    }
+    tower = make_tower()
+    tower.adapt(tf.data.Dataset.from_generator(generate, output_signature=signature))
+    assert len(reads) == 1
+    assert all(layer.is_adapted for layer in tower.feature_layers)
+    assert tower.feature_layers[0].get_vocabulary() == ["a", "b", "c"]
+
+
+def test_keras_round_trip_gives_identical_outputs(tmp_path):
+    tower = make_tower(head_units=(6, 3), activation="tanh", l2_normalize=True)
+    tower.adapt(tf.data.Dataset.from_tensor_slices(DATA))
+    inputs = {k: tf.constant(v) for k, v in DATA.items()}
+    before = tower(inputs).numpy()
+    restored = keras_roundtrip(tower, tmp_path / "tower.keras")
+    assert isinstance(restored, cf.Tower)
+    np.testing.assert_array_equal(restored(inputs).numpy(), before)
+    assert restored.get_config()["head_units"] == [6, 3]
+
+
+def test_errors_name_the_tower_and_feature():
+    tower = make_tower(name="query")
+    with pytest.raises(ValueError, match="feature 'timestamp' is missing"):
+        tower.adapt(tf.data.Dataset.from_tensor_slices({"user_id": ["a"]}))
+    tower.adapt(tf.data.Dataset.from_tensor_slices(DATA))
+    with pytest.raises(ValueError, match="Tower 'query': feature 'timestamp' is missing"):
+        tower({"user_id": tf.constant(["a"])})
+    with pytest.raises(TypeError, match="(?s)Tower 'query', feature 'timestamp'.*dtype string"):
+        tower({"user_id": tf.constant(["a"]), "timestamp": tf.constant(["x"])})
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        cf.Tower({})
+    with pytest.raises(ValueError, match="`head_units\\[i\\]` must be >= 1"):
+        make_tower(head_units=(0,))
+    with pytest.raises(TypeError, match="must map to Keras layers"):
+        cf.Tower({"x": "not a layer"})
