@@ -207,6 +207,8 @@ def download(
     target = os.path.join(cache_dir, "datasets", "ml-100k")
     if os.path.exists(os.path.join(target, _MARKER)):
         return target
+    # get_file silently falls back to /tmp when cache_dir does not exist yet.
+    os.makedirs(os.path.dirname(target), exist_ok=True)
     try:
         archive = tf.keras.utils.get_file(
             "ml-100k.zip",

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import hashlib
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctxfeatures import splits
+from ctxfeatures.datasets import movielens
+
+
+def test_loader_on_the_real_files(ml100k):
+    ratings, movies = movielens.load(str(ml100k))
+    assert int(ratings.cardinality()) == 100_000
+    assert int(movies.cardinality()) == 1_682
+    columns, _ = movielens.load_arrays(str(ml100k))
+    assert len(np.unique(columns["user_id"])) == 943
+    assert len(np.unique(columns["movie_id"])) == 1_682
+    first = next(iter(ratings))
+    assert first["user_id"].numpy() == b"196"
+    assert first["movie_id"].numpy() == b"242"
+    assert first["rating"].numpy() == 3.0
+    assert first["timestamp"].numpy() == 881250949
+    assert first["timestamp"].dtype == tf.int64
+    assert first["movie_title"].numpy().decode() == "Kolya (1996)"
+    assert first["genres"].numpy() == b"Comedy"
+    assert first["age"].numpy() == 49 and first["occupation"].numpy() == b"writer"
+    titles = set(columns["movie_title"].tolist())
+    assert "Misérables, Les (1995)" in titles
+
+
+def fake_ml100k(folder, data_lines=("1\t1\t5\t881250949",)):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "u.data").write_text("\n".join(data_lines) + "\n")
+    flags = "|".join(["0"] * 18 + ["1"])
+    (folder / "u.item").write_bytes(
+        f"1|Mis\xe9rables (1995)|01-Jan-1995||http://x|{flags}\n".encode("latin-1")
+    )
+    (folder / "u.user").write_text("1|24|M|technician|85711\n")
+    return folder
+
+
+def test_malformed_lines_name_file_and_line(tmp_path):
+    folder = fake_ml100k(tmp_path / "ml", ("1\t1\t5\t881250949", "1\t1\t5"))
+    with pytest.raises(movielens.MalformedFileError, match="u.data line 2"):
+        movielens.load(str(folder))
+    folder = fake_ml100k(tmp_path / "ml2", ("1\t1\t5\tsoon",))
+    with pytest.raises(movielens.MalformedFileError, match="u.data line 1.*soon"):
+        movielens.load(str(folder))
+
+
+def test_synthetic_folder_reads_latin1(tmp_path):
+    ratings, movies = movielens.load(str(fake_ml100k(tmp_path / "ml")))
+    row = next(iter(ratings))
+    assert row["movie_title"].numpy().decode() == "Misérables (1995)"
+    assert row["genres"].numpy() == b"Western"
+
+
+def make_zip(tmp_path):
+    fake_ml100k(tmp_path / "src" / "ml-100k")
+    archive = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in (tmp_path / "src" / "ml-100k").iterdir():
+            bundle.write(path, f"ml-100k/{path.name}")
+    return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_download_verifies_checksum_and_unpacks_atomically(tmp_path):
+    archive, digest = make_zip(tmp_path)
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError):
+        movielens.download(str(cache), origin=archive.as_uri(), sha256="0" * 64)
+    assert not (cache / "datasets" / "ml-100k").exists()
+    folder = movielens.download(str(cache), origin=archive.as_uri(), sha256=digest)
+    assert (tmp_path / "cache" / "datasets" / "ml-100k" / "u.data").exists()
+    ratings, _ = movielens.load(folder)
+    assert int(ratings.cardinality()) == 1
+    # Cached: no second download even if the origin disappears.
+    archive.unlink()
+    assert movielens.download(str(cache), origin=archive.as_uri(), sha256=digest)
+
+
+def test_offline_download_fails_with_one_clear_sentence(tmp_path):
+    with pytest.raises(OSError, match="pass `data_dir=`"):
+        movielens.download(
+            str(tmp_path), origin="http://127.0.0.1:9/ml-100k.zip", sha256="0" * 64
+        )
+    assert not list((tmp_path / "datasets").glob("ml-100k*"))
+
+
+def ids(data):
+    return {
+        (r["user_id"].numpy(), r["movie_id"].numpy(), int(r["timestamp"]))
+        for r in data.batch(100_000).unbatch()
+    }
+
+
+def test_splits_on_real_data(ml100k):
+    ratings, _ = movielens.load(str(ml100k))
+    train, test = splits.random_split(ratings, 80_000, seed=42)
+    a = next(iter(train.batch(100_000)))
+    b = next(iter(test.batch(100_000)))
+    assert len(a["user_id"]) == 80_000 and len(b["user_id"]) == 20_000
+    again = next(iter(train.batch(100_000)))
+    np.testing.assert_array_equal(a["timestamp"], again["timestamp"])
+    keys_a = set(zip(a["user_id"].numpy(), a["movie_id"].numpy()))
+    keys_b = set(zip(b["user_id"].numpy(), b["movie_id"].numpy()))
+    assert not keys_a & keys_b
+
+    train, test = splits.chronological_split(ratings, 0.8)
+    a = next(iter(train.batch(100_000)))["timestamp"].numpy()
+    b = next(iter(test.batch(100_000)))["timestamp"].numpy()
+    assert a.size + b.size == 100_000 and abs(a.size - 80_000) < 100
+    assert a.max() < b.min()
+
+    train, test = splits.leave_last_out(ratings)
+    t = next(iter(test.batch(100_000)))
+    assert len(np.unique(t["user_id"].numpy())) == len(t["user_id"]) == 943
+
+
+def test_split_arguments():
+    data = tf.data.Dataset.from_tensor_slices({"timestamp": [1, 1, 1]})
+    with pytest.raises(ValueError, match="no later period"):
+        splits.chronological_split(data, 0.5)
+    with pytest.raises(ValueError, match="train_size"):
+        splits.random_split(data, 1.5)
+    with pytest.raises(ValueError, match="no 'user_id'"):
+        splits.leave_last_out(data)
