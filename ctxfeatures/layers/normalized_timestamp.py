@@ -27,7 +27,7 @@ class NormalizedTimestamp(TimestampFeature):
     Example:
         >>> layer = ctxfeatures.NormalizedTimestamp()
         >>> layer.adapt(np.array([0, 10, 20], dtype=np.int64))
-        >>> layer(tf.constant([10, 20], tf.int64)).numpy().round(4).tolist()
+        >>> layer(tf.constant([10, 20], tf.int64)).numpy().astype(float).round(4).tolist()
         [[0.0], [1.2247]]
 
     Raises:

@@ -124,7 +124,7 @@ class TextEmbedding(FeatureLayer):
     def get_vocabulary(self) -> list[str]:
         """Tokens in index order, with padding ``''`` and ``'[UNK]'`` first."""
         self._require_adapted()
-        return self._vectorizer.get_vocabulary()
+        return [str(token) for token in self._vectorizer.get_vocabulary()]
 
     def _set_vocabulary(self, tokens: list[str]) -> None:
         # Built with the vocabulary, the inner layer keeps no asset of its own;

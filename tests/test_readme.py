@@ -1,0 +1,31 @@
+"""The README's example runs as written, in a fresh interpreter."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_readme_example_runs(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 20
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "top_1" in result.stdout
+    assert (tmp_path / "recommender" / "saved_model.pb").exists()
+
+
+def test_readme_has_exactly_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set-up")[1].split("## ")[0]
+    commands = re.findall(r"```bash\n(.*?)```", setup, re.S)
+    assert len(commands) == 2
+    assert "examples/movielens_context.py" in commands[0]
+    assert "pytest" in commands[1]
