@@ -49,8 +49,7 @@ def ensure_keras2() -> None:
     if state not in (None, "tf_keras"):
         raise ImportError(
             "ctxfeatures needs Keras 2 (tf-keras), but TensorFlow was already "
-            f"imported and `tf.keras` is bound to {state.replace('_', ' ')}. "
-            + _FIX
+            f"imported and `tf.keras` is bound to {state.replace('_', ' ')}. " + _FIX
         )
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
 

@@ -87,9 +87,7 @@ class RetrievalModel(tfrs.models.Model):
         self.sample_weight_key = sample_weight
         self.sampling_probability_key = candidate_sampling_probability
         # Held outside Keras tracking: a dataset is not model state.
-        self._data = types.SimpleNamespace(
-            catalogue=self._check_catalogue(candidates)
-        )
+        self._data = types.SimpleNamespace(catalogue=self._check_catalogue(candidates))
         self.task = tfrs.tasks.Retrieval(
             metrics=None,
             temperature=temperature,
@@ -159,9 +157,7 @@ class RetrievalModel(tfrs.models.Model):
         weight = self._optional(features, self.sample_weight_key)
         probability = self._optional(features, self.sampling_probability_key)
         ids = features[self.candidate_id] if self.remove_accidental_hits else None
-        candidate, probability, ids = self._gather_replicas(
-            candidate, probability, ids
-        )
+        candidate, probability, ids = self._gather_replicas(candidate, probability, ids)
         return self.task(
             query,
             candidate,

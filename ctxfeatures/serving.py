@@ -34,12 +34,11 @@ class _Recommender(tf.Module):
 def export_recommender(
     query_tower: Tower, ids: tf.Tensor, vectors: tf.Tensor, path: str, k: int = 10
 ) -> None:
-    """Writes the recommender SavedModel; see :meth:`RetrievalModel.export_recommender`."""
+    """Writes the recommender SavedModel (see ``RetrievalModel.export_recommender``)."""
     size = int(vectors.shape[0])
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= size:
         raise ValueError(
-            f"`k` must be between 1 and the catalogue size ({size}). "
-            f"Received: k={k!r}"
+            f"`k` must be between 1 and the catalogue size ({size}). Received: k={k!r}"
         )
     module = _Recommender(query_tower, ids, vectors, k)
     signature = query_tower.input_signature()
@@ -48,7 +47,9 @@ def export_recommender(
         input_signature=None,
     )
     concrete = serve.get_concrete_function(
-        **{name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
-           for name, spec in signature.items()}
+        **{
+            name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+            for name, spec in signature.items()
+        }
     )
     tf.saved_model.save(module, path, signatures={"serving_default": concrete})

@@ -48,7 +48,8 @@ class Tower(tf.keras.Model):
 
     Example:
         >>> tower = ctxfeatures.Tower(
-        ...     {"user_id": ctxfeatures.IdEmbedding(8), "hour": ctxfeatures.CyclicalTime()},
+        ...     {"user_id": ctxfeatures.IdEmbedding(8),
+        ...      "hour": ctxfeatures.CyclicalTime()},
         ...     head_units=(16, 4), name="query")
         >>> ds = tf.data.Dataset.from_tensor_slices(
         ...     {"user_id": ["a", "b"], "hour": [0, 3600], "unused": [1, 2]})

@@ -8,8 +8,9 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import ctxfeatures  # noqa: E402  (routes tf.keras to Keras 2 first)
 from sphinx.errors import ExtensionError  # noqa: E402
+
+import ctxfeatures  # noqa: E402  (routes tf.keras to Keras 2 first)
 
 project = "ctxfeatures"
 author = "ctxfeatures developers"

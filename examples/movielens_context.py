@@ -20,11 +20,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import ctxfeatures as cf  # sets up Keras 2 before TensorFlow is used
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import ctxfeatures as cf  # sets up Keras 2 before TensorFlow is used
 from ctxfeatures import splits  # noqa: E402
 from ctxfeatures.datasets import movielens  # noqa: E402
 
@@ -279,8 +278,10 @@ def main(argv: list[str] | None = None) -> dict:
         handle.write(table)
     drew = chart(results, os.path.join(args.output, "results.png"))
     print("\n" + table)
-    print(f"Wrote results.json, results.md{', results.png' if drew else ''} "
-          f"to {args.output}/")
+    print(
+        f"Wrote results.json, results.md{', results.png' if drew else ''} "
+        f"to {args.output}/"
+    )
     return results
 
 

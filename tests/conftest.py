@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ctxfeatures  # noqa: F401  (must precede TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import ctxfeatures  # noqa: F401  (must precede TensorFlow)
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"

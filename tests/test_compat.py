@@ -9,8 +9,7 @@ from conftest import ROOT, run_python
 
 def test_fresh_import_routes_tf_keras_to_tf_keras():
     result = run_python(
-        "import ctxfeatures, tensorflow as tf\n"
-        "print(tf.keras.layers.Layer.__module__)"
+        "import ctxfeatures, tensorflow as tf\nprint(tf.keras.layers.Layer.__module__)"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("tf_keras")

@@ -14,9 +14,20 @@ SCRIPT = ROOT / "examples" / "movielens_context.py"
 
 def run_study(ml100k, tmp_path, *args):
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data-dir", str(ml100k), "--output",
-         str(tmp_path), "--verbose", "0", *args],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--data-dir",
+            str(ml100k),
+            "--output",
+            str(tmp_path),
+            "--verbose",
+            "0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((tmp_path / "results.json").read_text()), result.stdout
@@ -47,8 +58,15 @@ def test_quick_mode_end_to_end(ml100k, tmp_path):
 @pytest.mark.slow
 def test_reproduces_the_tutorial_table(ml100k, tmp_path):
     results, _ = run_study(
-        ml100k, tmp_path, "--seeds", "1", "--splits", "random",
-        "--models", "baseline", "timestamp",
+        ml100k,
+        tmp_path,
+        "--seeds",
+        "1",
+        "--splits",
+        "random",
+        "--models",
+        "baseline",
+        "timestamp",
     )
     rows = {r["model"]: r["test_top100"]["mean"] for r in results["rows"]}
     assert rows["baseline"] == pytest.approx(0.21, abs=0.03)

@@ -14,8 +14,11 @@ def test_readme_example_runs(tmp_path):
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert len(code.strip().splitlines()) <= 20
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
-        cwd=tmp_path, timeout=300,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "top_1" in result.stdout

@@ -32,7 +32,10 @@ def build(data, catalogue, **kwargs):
     return cf.build_retrieval_model(
         {
             "user_id": cf.IdEmbedding(8),
-            "timestamp": [cf.TimestampBuckets(4, num_buckets=10), cf.NormalizedTimestamp()],
+            "timestamp": [
+                cf.TimestampBuckets(4, num_buckets=10),
+                cf.NormalizedTimestamp(),
+            ],
         },
         {"item": [cf.IdEmbedding(8), cf.TextEmbedding(8)]},
         catalogue,
@@ -128,7 +131,9 @@ def test_exported_recommender_serves_without_ctxfeatures(trained, tmp_path):
 def test_sample_weight_and_sampling_probability_train():
     data, catalogue = synthetic(n=500)
     data = data.map(lambda x: {**x, "w": 2.0, "p": 0.1})
-    model = build(data, catalogue, sample_weight="w", candidate_sampling_probability="p")
+    model = build(
+        data, catalogue, sample_weight="w", candidate_sampling_probability="p"
+    )
     model.compile(tf.keras.optimizers.Adagrad(0.1))
     loss = model.fit(data.batch(100), epochs=1, verbose=0).history["loss"][0]
     assert np.isfinite(loss)
@@ -144,7 +149,9 @@ def test_errors():
         build(data, catalogue.take(0))
     q = cf.Tower({"user_id": cf.IdEmbedding(4, vocabulary=["u"])}, name="q")
     c = cf.Tower({"item": cf.IdEmbedding(4, vocabulary=["x"])}, name="cand")
-    with pytest.raises(ValueError, match="Tower 'cand': the candidate catalogue is empty"):
+    with pytest.raises(
+        ValueError, match="Tower 'cand': the candidate catalogue is empty"
+    ):
         cf.RetrievalModel(q, c, catalogue.take(0), "item")
     with pytest.raises(ValueError, match="catalogue has no feature 'item'"):
         cf.RetrievalModel(q, c, catalogue.map(lambda x: {"other": x["item"]}), "item")

@@ -18,7 +18,10 @@ def make_tower(**kwargs) -> cf.Tower:
     return cf.Tower(
         {
             "user_id": cf.IdEmbedding(4),
-            "timestamp": [cf.TimestampBuckets(3, num_buckets=4), cf.NormalizedTimestamp()],
+            "timestamp": [
+                cf.TimestampBuckets(3, num_buckets=4),
+                cf.NormalizedTimestamp(),
+            ],
         },
         **kwargs,
     )
@@ -82,9 +85,13 @@ def test_errors_name_the_tower_and_feature():
     with pytest.raises(ValueError, match="feature 'timestamp' is missing"):
         tower.adapt(tf.data.Dataset.from_tensor_slices({"user_id": ["a"]}))
     tower.adapt(tf.data.Dataset.from_tensor_slices(DATA))
-    with pytest.raises(ValueError, match="Tower 'query': feature 'timestamp' is missing"):
+    with pytest.raises(
+        ValueError, match="Tower 'query': feature 'timestamp' is missing"
+    ):
         tower({"user_id": tf.constant(["a"])})
-    with pytest.raises(TypeError, match="(?s)Tower 'query', feature 'timestamp'.*dtype string"):
+    with pytest.raises(
+        TypeError, match="(?s)Tower 'query', feature 'timestamp'.*dtype string"
+    ):
         tower({"user_id": tf.constant(["a"]), "timestamp": tf.constant(["x"])})
     with pytest.raises(ValueError, match="non-empty mapping"):
         cf.Tower({})

@@ -73,7 +73,9 @@ def _integers(values: list[str], path: str, column: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.int64)
     except ValueError:
-        bad = next(i for i, v in enumerate(values) if not v.strip().lstrip("-").isdigit())
+        bad = next(
+            i for i, v in enumerate(values) if not v.strip().lstrip("-").isdigit()
+        )
         raise MalformedFileError(
             f"{os.path.basename(path)} line {bad + 1}: {column} {values[bad]!r} "
             "is not an integer."

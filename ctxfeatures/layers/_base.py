@@ -27,9 +27,7 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"`{name}` must be an integer. Received: {name}={value!r}")
     if value < minimum:
-        raise ValueError(
-            f"`{name}` must be >= {minimum}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
     return int(value)
 
 
@@ -158,9 +156,7 @@ def check_timestamp_values(inputs: tf.Tensor, owner: str) -> list[tf.Operation]:
     checks = []
     if inputs.dtype.is_floating:
         checks.append(
-            tf.debugging.Assert(
-                tf.reduce_all(tf.math.is_finite(inputs)), [message_nan]
-            )
+            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(inputs)), [message_nan])
         )
     checks.append(
         tf.debugging.Assert(
@@ -274,7 +270,7 @@ def in_shape_inference_graph() -> bool:
 
 
 def placeholder_output(inputs: Any, output_dim: int) -> tf.Tensor:
-    batch = inputs.nrows() if isinstance(inputs, tf.RaggedTensor) else tf.shape(
-        inputs
-    )[0]
+    batch = (
+        inputs.nrows() if isinstance(inputs, tf.RaggedTensor) else tf.shape(inputs)[0]
+    )
     return tf.zeros(tf.stack([batch, output_dim]), tf.float32)

@@ -33,9 +33,11 @@ def normalize_vocabulary(
             f"{owner}: `vocabulary` must be a list of ids, not a single string. "
             f"Received: vocabulary={vocabulary!r}"
         )
-    values = list(np.asarray(vocabulary).tolist()) if isinstance(
-        vocabulary, (np.ndarray, tf.Tensor)
-    ) else list(vocabulary)
+    values = (
+        list(np.asarray(vocabulary).tolist())
+        if isinstance(vocabulary, (np.ndarray, tf.Tensor))
+        else list(vocabulary)
+    )
     if isinstance(vocabulary, tf.Tensor):
         values = list(vocabulary.numpy().tolist())
     if not values:
@@ -95,9 +97,7 @@ class VocabularyEmbeddingBase(FeatureLayer):
         owner = self._owner()
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.id_dtype = check_choice(id_dtype, "id_dtype", ("string", "int64"))
-        self.num_oov_indices = check_positive_int(
-            num_oov_indices, "num_oov_indices"
-        )
+        self.num_oov_indices = check_positive_int(num_oov_indices, "num_oov_indices")
         self.min_frequency = check_positive_int(min_frequency, "min_frequency")
         if max_tokens is not None:
             check_positive_int(max_tokens, "max_tokens", self.num_oov_indices + 1)
@@ -112,12 +112,8 @@ class VocabularyEmbeddingBase(FeatureLayer):
                 )
         self.num_hash_bins = num_hash_bins
         self.vocabulary = normalize_vocabulary(vocabulary, self.id_dtype, owner)
-        self.embeddings_initializer = tf.keras.initializers.get(
-            embeddings_initializer
-        )
-        self.embeddings_regularizer = tf.keras.regularizers.get(
-            embeddings_regularizer
-        )
+        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
         # Counting state for adapt; a SimpleNamespace is not tracked by Keras.
         self._adapt = types.SimpleNamespace(counts={})
         self._learned_vocabulary: list[Any] | None = None

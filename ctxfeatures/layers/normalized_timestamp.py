@@ -27,7 +27,8 @@ class NormalizedTimestamp(TimestampFeature):
     Example:
         >>> layer = ctxfeatures.NormalizedTimestamp()
         >>> layer.adapt(np.array([0, 10, 20], dtype=np.int64))
-        >>> layer(tf.constant([10, 20], tf.int64)).numpy().astype(float).round(4).tolist()
+        >>> out = layer(tf.constant([10, 20], tf.int64)).numpy()
+        >>> out.astype(float).round(4).tolist()
         [[0.0], [1.2247]]
 
     Raises:
@@ -127,4 +128,3 @@ class NormalizedTimestamp(TimestampFeature):
             self._require_adapted()
         normalized = self._normalization(seconds[:, None])
         return tf.cast(normalized, tf.float32)
-

@@ -86,9 +86,7 @@ class TextEmbedding(FeatureLayer):
             check_positive_int(ngrams, "ngrams")
         self.ngrams = ngrams
         self.vocabulary = normalize_vocabulary(vocabulary, "string", owner)
-        self.embeddings_initializer = tf.keras.initializers.get(
-            embeddings_initializer
-        )
+        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self._adapt = types.SimpleNamespace(vectorizer=None)
         self._learned_vocabulary: list[str] | None = None
         self._vectorizer: tf.keras.layers.TextVectorization | None = None

@@ -108,9 +108,7 @@ class TimestampBuckets(TimestampFeature):
             self.boundaries: str | list[float] = boundaries
         else:
             self.boundaries = _explicit_boundaries(boundaries, owner)
-        self.embeddings_initializer = tf.keras.initializers.get(
-            embeddings_initializer
-        )
+        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self._embedding = tf.keras.layers.Embedding(
             self.num_boundaries + 1,
             self.embedding_dim,
