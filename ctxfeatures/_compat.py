@@ -28,6 +28,9 @@ def _keras_loader_state() -> str | None:
     if tf_module is None:
         return None
     loader = tf_module.__dict__.get("keras")
+    if isinstance(loader, type(sys)):
+        # Once resolved, the lazy loader is replaced by the real module.
+        return "tf_keras" if loader.__name__.startswith("tf_keras") else "keras_3"
     if loader is None or type(loader).__name__ != "KerasLazyLoader":
         return None
     # Reading these private fields does not trigger the lazy import.
