@@ -28,11 +28,12 @@ def _keras_loader_state() -> str | None:
     if tf_module is None:
         return None
     loader = tf_module.__dict__.get("keras")
-    if isinstance(loader, type(sys)):
-        # Once resolved, the lazy loader is replaced by the real module.
-        return "tf_keras" if loader.__name__.startswith("tf_keras") else "keras_3"
-    if loader is None or type(loader).__name__ != "KerasLazyLoader":
+    if loader is None:
         return None
+    if type(loader).__name__ != "KerasLazyLoader":
+        # Once resolved, the lazy loader is replaced by the real module.
+        name = getattr(loader, "__name__", "")
+        return "tf_keras" if name.startswith("tf_keras") else "keras_3"
     # Reading these private fields does not trigger the lazy import.
     if not object.__getattribute__(loader, "_tfll_initialized"):
         return None
