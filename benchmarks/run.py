@@ -9,6 +9,11 @@ Only ratios measured in the same run mean anything on a shared machine.
 
 from __future__ import annotations
 
+import os
+
+# TFRS needs Keras 2; set before any TensorFlow import (isort may reorder).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import argparse
 import json
 import os

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# TFRS needs Keras 2; set before any TensorFlow import (isort may reorder).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import json
 import resource
 import time
