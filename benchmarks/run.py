@@ -16,7 +16,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
