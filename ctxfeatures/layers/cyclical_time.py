@@ -89,8 +89,8 @@ class CyclicalTime(TimestampFeature):
     def needs_adapt(self) -> bool:
         return False
 
-    def call(self, inputs: Any) -> tf.Tensor:
-        seconds = self._timestamps(inputs) + self.utc_offset_hours * 3600.0
+    def _transform(self, values: tf.Tensor) -> tf.Tensor:
+        seconds = values + self.utc_offset_hours * 3600.0
         encodings = []
         for component in self.components:
             period = PERIODS[component]
@@ -99,6 +99,10 @@ class CyclicalTime(TimestampFeature):
             angle = phase * (2.0 * math.pi / period)
             encodings += [tf.sin(angle), tf.cos(angle)]
         return tf.cast(tf.stack(encodings, axis=1), tf.float32)
+
+    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
+        # Already the final feature: the encoding has no trainable part.
+        return prepared
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -6,11 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    as_column,
-    in_shape_inference_graph,
-    placeholder_output,
-)
+from ctxfeatures.layers._base import as_column
 from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
 
 
@@ -61,16 +57,15 @@ class IdEmbedding(VocabularyEmbeddingBase):
 
     def lookup(self, inputs: Any) -> tf.Tensor:
         """Returns the table row of each id (OOV ids get ``< num_oov_indices``)."""
-        self._require_adapted()
-        ids = as_column(inputs, self._owner(), self.input_description)
-        self._check_dtype(ids.dtype)
-        return self._lookup_ids(ids)
+        return self.preprocess(inputs)
 
-    def call(self, inputs: Any) -> tf.Tensor:
+    def _validate(self, inputs: Any) -> tf.Tensor:
         ids = as_column(inputs, self._owner(), self.input_description)
         self._check_dtype(ids.dtype)
-        if not self.is_adapted:
-            if in_shape_inference_graph():
-                return placeholder_output(ids, self.output_dim)
-            self._require_adapted()
-        return self._embedding(self._lookup_ids(ids))
+        return ids
+
+    def _transform(self, values: tf.Tensor) -> tf.Tensor:
+        return self._lookup_ids(values)
+
+    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
+        return self._embedding(prepared)

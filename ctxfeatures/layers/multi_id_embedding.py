@@ -7,11 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    check_choice,
-    in_shape_inference_graph,
-    placeholder_output,
-)
+from ctxfeatures.layers._base import check_choice, pool_rows
 from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
 
 COMBINERS = ("mean", "sum", "sqrtn")
@@ -108,23 +104,14 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
     def _flat_ids(self, data: Any) -> tf.Tensor:
         return self._to_ragged(data).flat_values
 
-    def call(self, inputs: Any) -> tf.Tensor:
-        ragged = self._to_ragged(inputs)
-        if not self.is_adapted:
-            if in_shape_inference_graph():
-                return placeholder_output(ragged, self.output_dim)
-            self._require_adapted()
-        vectors = self._embedding(self._lookup_ids(ragged.flat_values))
-        # num_segments keeps examples without ids as zero rows.
-        total = tf.math.unsorted_segment_sum(
-            vectors, ragged.value_rowids(), ragged.nrows()
-        )
-        if self.combiner == "sum":
-            return total
-        counts = tf.cast(tf.maximum(ragged.row_lengths(), 1), total.dtype)[:, None]
-        if self.combiner == "mean":
-            return total / counts
-        return total / tf.sqrt(counts)
+    def _validate(self, inputs: Any) -> tf.RaggedTensor:
+        return self._to_ragged(inputs)
+
+    def _transform(self, values: tf.RaggedTensor) -> tf.RaggedTensor:
+        return values.with_flat_values(self._lookup_ids(values.flat_values))
+
+    def embed(self, prepared: tf.RaggedTensor) -> tf.Tensor:
+        return pool_rows(self._embedding(prepared.flat_values), prepared, self.combiner)
 
     def input_signature(self) -> tf.TensorSpec | tf.RaggedTensorSpec:
         dtype = tf.string if self.id_dtype == "string" else tf.int64

@@ -7,7 +7,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import in_shape_inference_graph, placeholder_output
 from ctxfeatures.layers._timestamps import TimestampFeature
 
 
@@ -120,11 +119,9 @@ class NormalizedTimestamp(TimestampFeature):
             return self._pending[1]
         return float(self._normalization.adapt_variance.numpy()[0])
 
-    def call(self, inputs: Any) -> tf.Tensor:
-        seconds = self._timestamps(inputs)
-        if not self.is_adapted:
-            if in_shape_inference_graph():
-                return placeholder_output(seconds, 1)
-            self._require_adapted()
-        normalized = self._normalization(seconds[:, None])
-        return tf.cast(normalized, tf.float32)
+    def _transform(self, values: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self._normalization(values[:, None]), tf.float32)
+
+    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
+        # Already the final feature: normalisation has no trainable part.
+        return prepared

@@ -15,8 +15,7 @@ from ctxfeatures.layers._base import (
     as_column,
     check_choice,
     check_positive_int,
-    in_shape_inference_graph,
-    placeholder_output,
+    pool_rows,
 )
 from ctxfeatures.layers._vocabulary import normalize_vocabulary
 
@@ -128,7 +127,7 @@ class TextEmbedding(FeatureLayer):
         # Built with the vocabulary, the inner layer keeps no asset of its own;
         # this layer's JSON asset is the single saved copy.
         self._vectorizer = self._text_vectorization(
-            vocabulary=tokens, name="vectorizer"
+            vocabulary=tokens, ragged=True, name="vectorizer"
         )
         rows = self._vectorizer.vocabulary_size()
         if self._embedding is None or self._embedding.input_dim != rows:
@@ -193,18 +192,18 @@ class TextEmbedding(FeatureLayer):
                 self._learned_vocabulary = json.load(handle)
             self._set_vocabulary(self._learned_vocabulary)
 
-    def call(self, inputs: Any) -> tf.Tensor:
-        strings = self._strings(inputs)
-        if not self.is_adapted:
-            if in_shape_inference_graph():
-                return placeholder_output(strings, self.output_dim)
-            self._require_adapted()
-        tokens = self._vectorizer(strings)
-        vectors = self._embedding(tokens)
-        mask = tf.cast(tf.not_equal(tokens, 0), vectors.dtype)[:, :, None]
-        total = tf.reduce_sum(vectors * mask, axis=1)
-        count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-        return total / count
+    def _validate(self, inputs: Any) -> tf.Tensor:
+        return self._strings(inputs)
+
+    def _transform(self, values: tf.Tensor) -> tf.RaggedTensor:
+        # Ragged token ids: padding would cost lookups and gradient rows.
+        return self._vectorizer(values)
+
+    def embed(self, prepared: tf.RaggedTensor | tf.Tensor) -> tf.Tensor:
+        if not isinstance(prepared, tf.RaggedTensor):
+            # Padded token ids (index 0 is padding), e.g. from a user pipeline.
+            prepared = tf.RaggedTensor.from_tensor(prepared, padding=0)
+        return pool_rows(self._embedding(prepared.flat_values), prepared, "mean")
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         # The pooled output has no time axis left to mask.

@@ -10,11 +10,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    check_positive_int,
-    in_shape_inference_graph,
-    placeholder_output,
-)
+from ctxfeatures.layers._base import check_positive_int
 from ctxfeatures.layers._timestamps import TimestampFeature
 
 BOUNDARY_MODES = ("uniform", "quantile")
@@ -242,17 +238,13 @@ class TimestampBuckets(TimestampFeature):
     # ----------------------------------------------------------------- calls
     def bucketize(self, inputs: Any) -> tf.Tensor:
         """Returns the bucket id of each timestamp, in ``[0, num_boundaries]``."""
-        seconds = self._timestamps(inputs)
-        self._require_adapted()
-        return self._discretizer(seconds - self._offset)
+        return self.preprocess(inputs)
 
-    def call(self, inputs: Any) -> tf.Tensor:
-        seconds = self._timestamps(inputs)
-        if not self.is_adapted:
-            if in_shape_inference_graph():
-                return placeholder_output(seconds, self.output_dim)
-            self._require_adapted()
-        return self._embedding(self._discretizer(seconds - self._offset))
+    def _transform(self, values: tf.Tensor) -> tf.Tensor:
+        return self._discretizer(values - self._offset)
+
+    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
+        return self._embedding(prepared)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
