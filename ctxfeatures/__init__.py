@@ -15,6 +15,7 @@ from ctxfeatures.layers import (  # noqa: E402
     TimestampBuckets,
 )
 from ctxfeatures.retrieval import (  # noqa: E402
+    InBatchSoftmax,
     RetrievalModel,
     build_retrieval_model,
     with_sampling_probability,
@@ -27,6 +28,7 @@ __all__ = [
     "CyclicalTime",
     "FeatureLayer",
     "IdEmbedding",
+    "InBatchSoftmax",
     "MultiIdEmbedding",
     "NormalizedTimestamp",
     "RetrievalModel",

@@ -38,6 +38,7 @@ def _is_prepared(features: Any) -> bool:
     return isinstance(features, Mapping) and _QUERY in features
 
 
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures")
 class InBatchSoftmax(tf.keras.losses.Loss):
     """The TFRS retrieval loss, without materialising its label matrix.
 
@@ -50,12 +51,28 @@ class InBatchSoftmax(tf.keras.losses.Loss):
     faster because the dense label matrix is never built or read. Temperature,
     logQ correction and accidental-hit removal are applied by the task to the
     scores before this loss sees them, as with the default.
+
+    :class:`RetrievalModel` uses it; it also drops into a plain TFRS model:
+    ``tfrs.tasks.Retrieval(loss=ctxfeatures.InBatchSoftmax())``. It assumes
+    those identity labels, so do not combine it with TFRS' hard-negative
+    mining, which reorders them.
+
+    Args:
+        name: Name of the loss.
+
+    Example:
+        >>> scores = tf.constant([[1.0, 0.0], [2.0, 2.0]])
+        >>> round(float(ctxfeatures.InBatchSoftmax()(tf.eye(2), scores)), 4)
+        1.0064
     """
 
     def __init__(self, name: str = "in_batch_softmax") -> None:
         super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
 
     @_static
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         # y_true is the identity by construction; reading it would cost a
         # (batch, batch) tensor per step.
@@ -288,14 +305,16 @@ class RetrievalModel(tfrs.models.Model):
             )
         return self._prepare(data, self._passthrough_keys())
 
-    def _prepare(self, data: tf.data.Dataset, keys: list[str]) -> tf.data.Dataset:
-        spec = data.element_spec
+    @staticmethod
+    def _check_features(spec: Mapping[str, Any], keys: list[str], owner: str) -> None:
         for key in keys:
             if key not in spec:
                 raise ValueError(
-                    f"RetrievalModel.prepare(): feature '{key}' is missing. "
-                    f"Keys: {sorted(spec)}."
+                    f"{owner}: feature '{key}' is missing. Keys: {sorted(spec)}."
                 )
+
+    def _prepare(self, data: tf.data.Dataset, keys: list[str]) -> tf.data.Dataset:
+        self._check_features(data.element_spec, keys, "RetrievalModel.prepare()")
         query, candidate = self.query_tower, self.candidate_tower
 
         @_static
@@ -377,7 +396,7 @@ class RetrievalModel(tfrs.models.Model):
     def evaluate_top_k(
         self,
         data: tf.data.Dataset,
-        ks: Sequence[int] = DEFAULT_KS,
+        ks: Sequence[int] | None = None,
         batch_size: int = _EVAL_BATCH,
     ) -> dict[str, float]:
         """Top-k categorical accuracy of each query's true candidate.
@@ -392,7 +411,8 @@ class RetrievalModel(tfrs.models.Model):
         Args:
             data: A dataset of feature dicts (query and candidate features),
                 batched or not, or the output of :meth:`prepare`.
-            ks: The cut-offs.
+            ks: The cut-offs; by default those of 1, 5, 10, 50 and 100 that
+                do not exceed the catalogue size.
             batch_size: Batch size when ``data`` is unbatched.
 
         Returns:
@@ -401,22 +421,30 @@ class RetrievalModel(tfrs.models.Model):
         Raises:
             ValueError: a cut-off larger than the catalogue or below 1.
         """
-        ks = sorted({int(k) for k in ks})
-        _, catalogue = self.candidate_embeddings()
-        size = int(catalogue.shape[0])
-        if not ks or ks[0] < 1 or ks[-1] > size:
-            raise ValueError(
-                f"Every k in `ks` must be between 1 and the catalogue size "
-                f"({size}). Received: ks={ks}"
-            )
         if not isinstance(data, tf.data.Dataset):
             raise TypeError(
                 "evaluate_top_k() takes a tf.data.Dataset of feature dicts; "
                 f"received {type(data).__name__}."
             )
+        _, catalogue = self.candidate_embeddings()
+        size = int(catalogue.shape[0])
+        if ks is None:
+            ks = [k for k in DEFAULT_KS if k <= size] or [size]
+        ks = sorted({int(k) for k in ks})
+        if not ks or ks[0] < 1 or ks[-1] > size:
+            raise ValueError(
+                f"Every k in `ks` must be between 1 and the catalogue size "
+                f"({size}). Received: ks={ks}"
+            )
         if not _is_prepared(data.element_spec):
-            # Only the towers' inputs matter here: no weights or probabilities.
-            data = self._prepare(_batched(data, batch_size), [])
+            # Raw batches go straight to the compiled function, which runs the
+            # towers' preprocessing itself: cheaper than a tf.data map for a
+            # single pass. Only the towers' inputs are passed in.
+            keys = self.query_tower.feature_names + self.candidate_tower.feature_names
+            self._check_features(data.element_spec, keys, "evaluate_top_k()")
+            data = _batched(data, batch_size).map(
+                lambda batch: {key: batch[key] for key in dict.fromkeys(keys)}
+            )
         hits = self._function("hits", self._hits)
         cutoffs = tf.constant(ks, tf.int32)
         totals = np.zeros(len(ks), np.int64)

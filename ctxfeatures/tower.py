@@ -236,7 +236,8 @@ class Tower(tf.keras.Model):
             A dict of prepared values, one entry per feature layer.
         """
         if not self.built:
-            self.build()
+            with tf.init_scope():
+                self.build()
         prepared = {}
         for slot, feature, layer in self._slots():
             value = self._feature_value(inputs, feature)

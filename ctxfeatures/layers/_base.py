@@ -276,7 +276,10 @@ class FeatureLayer(tf.keras.layers.Layer):
         values = self._validate(inputs)
         self._require_adapted()
         if not self.built:
-            self.build(None)
+            # As Keras' own _maybe_build: variables and their initial values
+            # must be created eagerly, even when called inside tf.data.
+            with tf.init_scope():
+                self.build(None)
         return self._transform(values)
 
     @tf.autograph.experimental.do_not_convert
