@@ -211,3 +211,25 @@ def test_in_batch_softmax_hand_computed():
     scores = tf.constant([[1.0, 0.0], [2.0, 2.0]])
     expected = (np.log(np.e + 1.0) - 1.0) + (np.log(2 * np.e**2) - 2.0)
     assert float(InBatchSoftmax()(tf.eye(2), scores)) == pytest.approx(expected)
+
+
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures_tests")
+class Doubled(cf.FeatureLayer):
+    """A one-stage subclass: overrides `call` only, as a user might."""
+
+    output_dim = 1
+    is_adapted = True
+    needs_adapt = False
+
+    def call(self, inputs):
+        return 2.0 * tf.cast(tf.reshape(inputs, [-1, 1]), tf.float32)
+
+
+def test_one_stage_subclass_runs_whole_in_embed():
+    layer = Doubled()
+    values = tf.constant([1, 2, 3])
+    assert layer.preprocess(values) is values
+    np.testing.assert_array_equal(layer.embed(values).numpy()[:, 0], [2.0, 4.0, 6.0])
+    tower = cf.Tower({"x": [Doubled(), cf.CyclicalTime()]}, head_units=())
+    batch = {"x": tf.constant([0, 3600], tf.int64)}
+    np.testing.assert_allclose(tower.embed(tower.preprocess(batch)), tower(batch))

@@ -271,8 +271,12 @@ class FeatureLayer(tf.keras.layers.Layer):
 
         Returns:
             The prepared batch that :meth:`embed` takes (ids, bucket ids,
-            token ids or already-final float features).
+            token ids or already-final float features). A subclass that
+            overrides ``call`` instead of the two stages returns its raw
+            input here and does all its work in :meth:`embed`.
         """
+        if not self._is_two_stage():
+            return inputs
         values = self._validate(inputs)
         self._require_adapted()
         if not self.built:
@@ -289,7 +293,15 @@ class FeatureLayer(tf.keras.layers.Layer):
         Returns:
             A ``(batch, output_dim)`` float32 tensor.
         """
-        raise NotImplementedError
+        if not self._is_two_stage():
+            return self(prepared)
+        raise NotImplementedError(
+            f"{type(self).__name__} implements `_transform` but not `embed`."
+        )
+
+    def _is_two_stage(self) -> bool:
+        # Subclasses written against the one-stage API override only `call`.
+        return type(self)._transform is not FeatureLayer._transform
 
     def call(self, inputs: Any) -> tf.Tensor:
         values = self._validate(inputs)
