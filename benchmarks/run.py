@@ -139,19 +139,8 @@ def reference(ratings, movies, train, test, timestamps, epochs, seed=42):
     }
 
 
-def latency(call, inputs, repeats):
-    for _ in range(20):
-        call(**inputs)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call(**inputs)
-        times.append(time.perf_counter() - start)
-    times = np.asarray(times) * 1000
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
-
-
 def serving(model, ref_model, movies_titles, repeats):
+    """Exports both recommenders, then times them in a TensorFlow-only child."""
     folder = tempfile.mkdtemp()
     model.export_recommender(os.path.join(folder, "ours"), k=10)
     index = tfrs.layers.factorized_top_k.BruteForce(ref_model.query_model, k=10)
@@ -162,30 +151,16 @@ def serving(model, ref_model, movies_titles, repeats):
         {"user_id": tf.constant(["1"]), "timestamp": tf.constant([880000000], tf.int64)}
     )
     tf.saved_model.save(index, os.path.join(folder, "ref"))
-    ours_fn = tf.saved_model.load(os.path.join(folder, "ours")).signatures[
-        "serving_default"
-    ]
-    ref_loaded = tf.saved_model.load(os.path.join(folder, "ref"))
-    ref_fn = lambda user_id, timestamp: ref_loaded(  # noqa: E731
-        {"user_id": user_id, "timestamp": timestamp}
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, os.path.join(here, "serve.py"), folder, str(repeats)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
     )
-    empty = tf.function(lambda user_id, timestamp: user_id).get_concrete_function(
-        tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64)
-    )
-    one = {
-        "user_id": tf.constant(["42"]),
-        "timestamp": tf.constant([884000000], tf.int64),
-    }
-    many = {
-        "user_id": tf.constant([str(i % 943 + 1) for i in range(256)]),
-        "timestamp": tf.fill([256], tf.constant(884000000, tf.int64)),
-    }
-    out = {}
-    for name, fn in (("ours", ours_fn), ("ref", ref_fn), ("floor", empty)):
-        p50, p99 = latency(fn, one, repeats)
-        _, batch_s = timed(lambda: [fn(**many) for _ in range(50)])
-        out[name] = {"p50_ms": p50, "p99_ms": p99, "qps_256": 50 * 256 / batch_s}
-    return out
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def scale_run(size: int, items: int) -> dict:

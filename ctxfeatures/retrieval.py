@@ -466,7 +466,7 @@ class RetrievalModel(tfrs.models.Model):
         positive = tf.reduce_sum(query * candidate, axis=1, keepdims=True)
         scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
         # The positive's rank is all we need: one comparison pass over the
-        # scores instead of a top-k selection (about 15x faster).
+        # scores instead of a top-k selection (about 7x faster here).
         better = tf.reduce_sum(tf.cast(scores > positive, tf.int32), axis=1)
         counts = tf.reduce_sum(
             tf.cast(better[:, None] < cutoffs[None, :], tf.int64), axis=0
