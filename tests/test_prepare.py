@@ -190,7 +190,9 @@ def tfrs_default_loss(scores, weights):
 )
 def test_in_batch_softmax_equals_tfrs_loss_and_gradient(queries, extra, scale, seed):
     rng = np.random.default_rng(seed)
-    scores = tf.constant(rng.normal(size=(queries, queries + extra)) * scale, tf.float32)
+    scores = tf.constant(
+        rng.normal(size=(queries, queries + extra)) * scale, tf.float32
+    )
     weights = tf.constant(rng.uniform(0.0, 2.0, queries), tf.float32)
     results = []
     for loss_fn in (InBatchSoftmax(), tfrs_default_loss):
