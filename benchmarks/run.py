@@ -82,6 +82,17 @@ def evaluate_twice(evaluate):
     return result, cold, warm
 
 
+def summary(model, fit_s, eval_s, timer, top_100) -> dict:
+    return {
+        "model": model,
+        "fit_s": fit_s,
+        "eval_cold_s": eval_s[0],
+        "eval_s": eval_s[1],
+        "examples_per_s": timer.examples_per_second(80_000),
+        "top_100": top_100,
+    }
+
+
 def ours(train, test, movies, timestamps, epochs, seed=42):
     tf.keras.utils.set_random_seed(seed)
     query = {"user_id": cf.IdEmbedding(32)}
@@ -106,14 +117,7 @@ def ours(train, test, movies, timestamps, epochs, seed=42):
     _, fit_s = timed(fit)
     test_batches = test.batch(4096).cache()
     result, cold, warm = evaluate_twice(lambda: model.evaluate_top_k(test_batches))
-    return {
-        "model": model,
-        "fit_s": fit_s,
-        "eval_cold_s": cold,
-        "eval_s": warm,
-        "examples_per_s": timer.examples_per_second(80_000),
-        "top_100": result["top_100"],
-    }
+    return summary(model, fit_s, (cold, warm), timer, result["top_100"])
 
 
 def reference(ratings, movies, train, test, timestamps, epochs, seed=42):
@@ -129,14 +133,8 @@ def reference(ratings, movies, train, test, timestamps, epochs, seed=42):
     metrics, cold, warm = evaluate_twice(
         lambda: model.evaluate(test_batches, return_dict=True, verbose=0)
     )
-    return {
-        "model": model,
-        "fit_s": fit_s,
-        "eval_cold_s": cold,
-        "eval_s": warm,
-        "examples_per_s": timer.examples_per_second(80_000),
-        "top_100": metrics["factorized_top_k/top_100_categorical_accuracy"],
-    }
+    top_100 = metrics["factorized_top_k/top_100_categorical_accuracy"]
+    return summary(model, fit_s, (cold, warm), timer, top_100)
 
 
 def serving(model, ref_model, movies_titles, repeats):

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from ctxfeatures.layers._base import check_feature_dataset
 from ctxfeatures.tower import FeatureSpec, Tower, adapt_towers
 
 DEFAULT_KS = (1, 5, 10, 50, 100)
@@ -287,13 +288,7 @@ class RetrievalModel(tfrs.models.Model):
             ValueError: unbatched or already prepared data, or a feature
                 missing from it.
         """
-        if not isinstance(data, tf.data.Dataset) or not isinstance(
-            data.element_spec, Mapping
-        ):
-            raise TypeError(
-                "RetrievalModel.prepare() takes a tf.data.Dataset of feature "
-                f"dicts; received {type(data).__name__}."
-            )
+        check_feature_dataset(data, "RetrievalModel.prepare()")
         spec = data.element_spec
         if _QUERY in spec:
             raise ValueError("RetrievalModel.prepare(): the data is already prepared.")

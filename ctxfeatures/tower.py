@@ -10,6 +10,7 @@ import tensorflow as tf
 from ctxfeatures.layers._base import (
     _DEFAULT_ADAPT_BATCH,
     FeatureLayer,
+    check_feature_dataset,
     check_positive_int,
 )
 
@@ -326,13 +327,7 @@ def adapt_towers(
         ValueError: a feature a tower adapts is missing from the data, or the
             data is empty.
     """
-    if not isinstance(data, tf.data.Dataset) or not isinstance(
-        data.element_spec, Mapping
-    ):
-        raise TypeError(
-            "Tower.adapt() takes a tf.data.Dataset of feature dicts; received "
-            f"{type(data).__name__}."
-        )
+    check_feature_dataset(data, "Tower.adapt()")
     spec = data.element_spec
     some_spec = next(iter(spec.values()))
     if some_spec.shape.rank == 0:

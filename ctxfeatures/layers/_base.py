@@ -39,6 +39,15 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def check_feature_dataset(data: Any, owner: str) -> None:
+    """Raises TypeError unless ``data`` is a ``tf.data.Dataset`` of dicts."""
+    if not isinstance(data, tf.data.Dataset) or not isinstance(data.element_spec, dict):
+        raise TypeError(
+            f"{owner} takes a tf.data.Dataset of feature dicts; received "
+            f"{type(data).__name__}."
+        )
+
+
 def iterate_batches(
     data: Any, *, batch_size: int | None, steps: int | None, owner: str
 ) -> Iterator[Any]:
