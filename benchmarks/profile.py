@@ -25,8 +25,6 @@ import time
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-import ctxfeatures as cf  # noqa: I001
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402
 import tutorial_reference as ref  # noqa: E402
@@ -103,17 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     batches = train.shuffle(100_000, seed=42).batch(2048)
 
     tf.keras.utils.set_random_seed(42)
-    model = cf.build_retrieval_model(
-        {
-            "user_id": cf.IdEmbedding(32),
-            "timestamp": [cf.TimestampBuckets(32), cf.NormalizedTimestamp()],
-        },
-        {"movie_title": [cf.IdEmbedding(32), cf.TextEmbedding(32)]},
-        r_movies.map(lambda t: {"movie_title": t}),
-        candidate_id="movie_title",
-        adapt_data=train,
-    )
-    model.compile(tf.keras.optimizers.Adagrad(0.1))
+    movies = r_movies.map(lambda t: {"movie_title": t})
+    model = run.build_ours(train, movies, timestamps=True)
     prepared = model.prepare(batches).cache().with_options(run.pipeline_options())
     report("ctxfeatures", *profiled_epoch(model, prepared), args.top)
 

@@ -93,8 +93,8 @@ def summary(model, fit_s, eval_s, timer, top_100) -> dict:
     }
 
 
-def ours(train, test, movies, timestamps, epochs, seed=42):
-    tf.keras.utils.set_random_seed(seed)
+def build_ours(train, movies, timestamps):
+    """The tutorial's model written with ctxfeatures, compiled the same way."""
     query = {"user_id": cf.IdEmbedding(32)}
     if timestamps:
         query["timestamp"] = [cf.TimestampBuckets(32), cf.NormalizedTimestamp()]
@@ -106,6 +106,12 @@ def ours(train, test, movies, timestamps, epochs, seed=42):
         adapt_data=train,
     )
     model.compile(tf.keras.optimizers.Adagrad(0.1))
+    return model
+
+
+def ours(train, test, movies, timestamps, epochs, seed=42):
+    tf.keras.utils.set_random_seed(seed)
+    model = build_ours(train, movies, timestamps)
     timer = EpochTimer()
 
     def fit():

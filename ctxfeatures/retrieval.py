@@ -20,10 +20,10 @@ _EVAL_BATCH = 4096
 # Keys of a prepared batch (see RetrievalModel.prepare); "/" keeps them apart
 # from feature names users are likely to have.
 _QUERY = "ctxfeatures/query"
+_CANDIDATE = "ctxfeatures/candidate"
 # Our graph code has no tensor-dependent Python control flow: skipping
 # AutoGraph's source transformation cuts tracing time (about 0.5 s per fit).
 _static = tf.autograph.experimental.do_not_convert
-_CANDIDATE = "ctxfeatures/candidate"
 
 
 def _is_batched(data: tf.data.Dataset) -> bool:
@@ -70,10 +70,10 @@ class InBatchSoftmax(tf.keras.losses.Loss):
     def __init__(self, name: str = "in_batch_softmax") -> None:
         super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
 
-    @_static
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name}
 
+    @_static
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         # y_true is the identity by construction; reading it would cost a
         # (batch, batch) tensor per step.
@@ -170,7 +170,7 @@ class RetrievalModel(tfrs.models.Model):
         self.sampling_probability_key = candidate_sampling_probability
         # Held outside Keras tracking: a dataset is not model state.
         self._data = types.SimpleNamespace(
-            catalogue=self._check_catalogue(candidates), functions={}
+            catalogue=self._check_catalogue(candidates), batches={}, functions={}
         )
         self.task = tfrs.tasks.Retrieval(
             loss=InBatchSoftmax(),
@@ -236,7 +236,7 @@ class RetrievalModel(tfrs.models.Model):
 
     def _catalogue_batches(self, batch_size: int) -> list[dict[str, tf.Tensor]]:
         """The catalogue's raw features, read from its dataset once."""
-        cache = self._data.__dict__.setdefault("batches", {})
+        cache = self._data.batches
         if batch_size not in cache:
             keys = [self.candidate_id, *self.candidate_tower.feature_names]
             cache.clear()
@@ -298,18 +298,8 @@ class RetrievalModel(tfrs.models.Model):
                 "is what in-batch softmax draws its negatives from: call "
                 "`data.batch(batch_size)` first."
             )
-        return self._prepare(data, self._passthrough_keys())
-
-    @staticmethod
-    def _check_features(spec: Mapping[str, Any], keys: list[str], owner: str) -> None:
-        for key in keys:
-            if key not in spec:
-                raise ValueError(
-                    f"{owner}: feature '{key}' is missing. Keys: {sorted(spec)}."
-                )
-
-    def _prepare(self, data: tf.data.Dataset, keys: list[str]) -> tf.data.Dataset:
-        self._check_features(data.element_spec, keys, "RetrievalModel.prepare()")
+        keys = self._passthrough_keys()
+        self._check_features(spec, keys, "RetrievalModel.prepare()")
         query, candidate = self.query_tower, self.candidate_tower
 
         @_static
@@ -324,6 +314,14 @@ class RetrievalModel(tfrs.models.Model):
         return data.map(
             prepare_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
+
+    @staticmethod
+    def _check_features(spec: Mapping[str, Any], keys: list[str], owner: str) -> None:
+        for key in keys:
+            if key not in spec:
+                raise ValueError(
+                    f"{owner}: feature '{key}' is missing. Keys: {sorted(spec)}."
+                )
 
     @_static
     def _embed_pair(
@@ -416,11 +414,7 @@ class RetrievalModel(tfrs.models.Model):
         Raises:
             ValueError: a cut-off larger than the catalogue or below 1.
         """
-        if not isinstance(data, tf.data.Dataset):
-            raise TypeError(
-                "evaluate_top_k() takes a tf.data.Dataset of feature dicts; "
-                f"received {type(data).__name__}."
-            )
+        check_feature_dataset(data, "evaluate_top_k()")
         _, catalogue = self.candidate_embeddings()
         size = int(catalogue.shape[0])
         if ks is None:

@@ -313,12 +313,9 @@ class FeatureLayer(tf.keras.layers.Layer):
         return type(self)._transform is not FeatureLayer._transform
 
     def call(self, inputs: Any) -> tf.Tensor:
-        values = self._validate(inputs)
-        if not self.is_adapted:
-            if in_shape_inference_graph():
-                return placeholder_output(values, self.output_dim)
-            self._require_adapted()
-        return self.embed(self._transform(values))
+        if not self.is_adapted and in_shape_inference_graph():
+            return placeholder_output(self._validate(inputs), self.output_dim)
+        return self.embed(self.preprocess(inputs))
 
     def _require_adapted(self) -> None:
         if not self.is_adapted:
