@@ -5,9 +5,12 @@ from ctxfeatures._compat import ensure_keras2
 # Must run before TensorFlow Recommenders or any tf.keras module is imported.
 ensure_keras2()
 
+from ctxfeatures import baselines, evaluation, history  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     CyclicalTime,
+    DurationBuckets,
     FeatureLayer,
+    HistoryEmbedding,
     IdEmbedding,
     MultiIdEmbedding,
     NormalizedTimestamp,
@@ -26,7 +29,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CyclicalTime",
+    "DurationBuckets",
     "FeatureLayer",
+    "HistoryEmbedding",
     "IdEmbedding",
     "InBatchSoftmax",
     "MultiIdEmbedding",
@@ -37,6 +42,9 @@ __all__ = [
     "Tower",
     "__version__",
     "adapt_towers",
+    "baselines",
+    "evaluation",
+    "history",
     "build_retrieval_model",
     "with_sampling_probability",
 ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import tensorflow as tf
 
+from ctxfeatures.evaluation import CatalogueIndex
 from ctxfeatures.tower import Tower
 
 
@@ -11,45 +15,88 @@ class _Recommender(tf.Module):
     """Query tower + frozen catalogue embeddings, servable without ctxfeatures."""
 
     def __init__(
-        self, query_tower: Tower, ids: tf.Tensor, vectors: tf.Tensor, k: int
+        self,
+        query_tower: Tower,
+        catalogue: CatalogueIndex,
+        vectors: tf.Tensor,
+        k: int,
+        exclude: str | None,
     ) -> None:
         super().__init__(name="recommender")
         self.query_tower = query_tower
-        self.candidate_ids = tf.Variable(ids, trainable=False, name="candidate_ids")
+        self.catalogue = catalogue
+        self.candidate_ids = tf.Variable(
+            catalogue.ids, trainable=False, name="candidate_ids"
+        )
         self.candidate_vectors = tf.Variable(
             vectors, trainable=False, name="candidate_vectors"
         )
         self.k = k
+        self.exclude = exclude
 
     def recommend(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         query = self.query_tower(features, training=False)
         scores = tf.linalg.matmul(query, self.candidate_vectors, transpose_b=True)
+        if self.exclude is not None:
+            batch = tf.shape(query, out_type=tf.int64)[0]
+            excluded = self.catalogue.excluded(features[self.exclude], batch)
+            scores = tf.where(excluded, tf.constant(-np.inf, scores.dtype), scores)
         top = tf.math.top_k(scores, k=self.k)
-        return {
-            "ids": tf.gather(self.candidate_ids, top.indices),
-            "scores": top.values,
-        }
+        ids = tf.gather(self.candidate_ids, top.indices)
+        if self.exclude is not None:
+            # Fewer than k candidates left: pad, never return an excluded one.
+            pad = tf.constant("" if ids.dtype == tf.string else -1, ids.dtype)
+            ids = tf.where(tf.math.is_inf(top.values), pad, ids)
+        return {"ids": ids, "scores": top.values}
 
 
 def export_recommender(
-    query_tower: Tower, ids: tf.Tensor, vectors: tf.Tensor, path: str, k: int = 10
+    query_tower: Tower,
+    ids: tf.Tensor,
+    vectors: tf.Tensor,
+    path: str,
+    k: int = 10,
+    exclude: str | None = None,
 ) -> None:
     """Writes the recommender SavedModel (see ``RetrievalModel.export_recommender``)."""
     size = int(vectors.shape[0])
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= size:
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, (int, np.integer))
+        or not 1 <= k <= size
+    ):
         raise ValueError(
             f"`k` must be between 1 and the catalogue size ({size}). Received: k={k!r}"
         )
-    module = _Recommender(query_tower, ids, vectors, k)
-    signature = query_tower.input_signature()
-    serve = tf.function(
-        lambda **features: module.recommend(features),
-        input_signature=None,
-    )
-    concrete = serve.get_concrete_function(
-        **{
-            name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
-            for name, spec in signature.items()
-        }
-    )
+    catalogue = CatalogueIndex(ids)
+    signature = {
+        name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+        for name, spec in query_tower.input_signature().items()
+    }
+    if exclude is not None:
+        _check_exclude_spec(signature, exclude, catalogue.ids.dtype)
+        signature.setdefault(
+            exclude, tf.TensorSpec([None, None], catalogue.ids.dtype, name=exclude)
+        )
+    module = _Recommender(query_tower, catalogue, vectors, int(k), exclude)
+    serve = tf.function(lambda **features: module.recommend(features))
+    concrete = serve.get_concrete_function(**signature)
     tf.saved_model.save(module, path, signatures={"serving_default": concrete})
+
+
+def _check_exclude_spec(
+    signature: dict[str, Any], exclude: str, dtype: tf.DType
+) -> None:
+    if not isinstance(exclude, str) or not exclude:
+        raise TypeError(
+            f"`exclude` must be a feature name or None. Received: {exclude!r}"
+        )
+    spec = signature.get(exclude)
+    if spec is None:
+        return
+    if spec.shape.rank != 2 or (spec.dtype == tf.string) != (dtype == tf.string):
+        raise ValueError(
+            f"`exclude`='{exclude}' is a query feature of shape {spec.shape} "
+            f"and dtype {spec.dtype.name}, but it must hold a list of candidate "
+            f"ids per query ({dtype.name}, shape (batch, length))."
+        )

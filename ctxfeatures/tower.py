@@ -10,6 +10,7 @@ import tensorflow as tf
 from ctxfeatures.layers._base import (
     _DEFAULT_ADAPT_BATCH,
     FeatureLayer,
+    batched,
     check_feature_dataset,
     check_positive_int,
 )
@@ -201,9 +202,9 @@ class Tower(tf.keras.Model):
             )
         return inputs[feature]
 
-    def _run(self, feature: str, fn: Any, value: Any) -> Any:
+    def _run(self, feature: str, fn: Any, value: Any, **kwargs: Any) -> Any:
         try:
-            return fn(value)
+            return fn(value, **kwargs)
         except (ValueError, TypeError) as error:
             # Re-raise with the tower and feature, keeping the fix.
             raise type(error)(
@@ -258,20 +259,22 @@ class Tower(tf.keras.Model):
                     "Pass the output of this tower's `preprocess()`."
                 )
             fn = layer.embed if isinstance(layer, FeatureLayer) else layer
-            outputs.append(tf.cast(self._run(feature, fn, prepared[slot]), tf.float32))
+            value = self._run(feature, fn, prepared[slot], training=training)
+            outputs.append(tf.cast(value, tf.float32))
         return self._head(outputs)
 
     def call(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
-        return self._call_raw(inputs)
+        return self._call_raw(inputs, training)
 
     # Plain Python loops over layers: AutoGraph's source rewrite only costs
     # tracing time. (Not on `call` itself, whose signature Keras inspects.)
     @tf.autograph.experimental.do_not_convert
-    def _call_raw(self, inputs: Mapping[str, Any]) -> tf.Tensor:
+    def _call_raw(self, inputs: Mapping[str, Any], training: bool) -> tf.Tensor:
         outputs = []
         for feature, layer in zip(self._layer_features, self.feature_layers):
             value = self._feature_value(inputs, feature)
-            outputs.append(tf.cast(self._run(feature, layer, value), tf.float32))
+            value = self._run(feature, layer, value, training=training)
+            outputs.append(tf.cast(value, tf.float32))
         return self._head(outputs)
 
     def _head(self, outputs: list[tf.Tensor]) -> tf.Tensor:
@@ -329,9 +332,7 @@ def adapt_towers(
     """
     check_feature_dataset(data, "Tower.adapt()")
     spec = data.element_spec
-    some_spec = next(iter(spec.values()))
-    if some_spec.shape.rank == 0:
-        data = data.batch(_DEFAULT_ADAPT_BATCH)
+    data = batched(data, _DEFAULT_ADAPT_BATCH)
     if steps is not None:
         data = data.take(steps)
     work: list[tuple[str, tf.keras.layers.Layer]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
@@ -42,7 +43,14 @@ tf.keras.utils.set_random_seed(0)
 """
 
 PUBLIC_MODULES = {
-    "ctxfeatures": [n for n in ctxfeatures.__all__ if n != "__version__"],
+    "ctxfeatures": [
+        n
+        for n in ctxfeatures.__all__
+        if n != "__version__" and not inspect.ismodule(getattr(ctxfeatures, n))
+    ],
+    "ctxfeatures.history": ctxfeatures.history.__all__,
+    "ctxfeatures.evaluation": ctxfeatures.evaluation.__all__,
+    "ctxfeatures.baselines": ctxfeatures.baselines.__all__,
     "ctxfeatures.splits": ["random_split", "chronological_split", "leave_last_out"],
     "ctxfeatures.datasets.movielens": ["load", "load_arrays", "download"],
 }

@@ -58,10 +58,35 @@ def cases():
             tf.int64,
         ),
         (
+            "normalized_unclipped",
+            lambda: cf.NormalizedTimestamp(clip=False),
+            TIMES,
+            tf.constant(np.append(TIMES, 990_000_000)),
+            tf.int64,
+        ),
+        (
+            "uniform_clipped",
+            lambda: cf.TimestampBuckets(
+                3, num_buckets=4, out_of_range="clip", dropout=0.25
+            ),
+            TIMES,
+            tf.constant(np.append(TIMES, [0, 990_000_000])),
+            tf.int64,
+        ),
+        (
+            "durations",
+            lambda: cf.DurationBuckets(
+                3, num_buckets=6, min_seconds=30, max_seconds=86_400, name="gap"
+            ),
+            None,
+            tf.constant([-1, 0, 45, 10**6], tf.int64),
+            tf.int64,
+        ),
+        (
             "uniform",
             lambda: cf.TimestampBuckets(6, num_buckets=7),
             TIMES,
-            tf.constant(TIMES),
+            tf.constant(np.append(TIMES, 990_000_000)),
             tf.int64,
         ),
         (

@@ -16,12 +16,35 @@ times = st.integers(min_value=0, max_value=4_000_000_000)
 
 # ------------------------------------------------------------ NormalizedTimestamp
 def test_normalized_by_hand():
-    layer = cf.NormalizedTimestamp()
+    layer = cf.NormalizedTimestamp(clip=False)
     layer.adapt(np.array([0, 10, 20], np.int64))
     assert layer.mean == 10.0 and layer.variance == pytest.approx(200 / 3)
     out = layer(tf.constant([10, 20, 30], tf.int64)).numpy()
     np.testing.assert_allclose(out, [[0.0], [1.2247449], [2.4494898]], rtol=1e-6)
     assert out.dtype == np.float32
+
+
+def test_normalized_clips_to_the_adapted_range_by_default():
+    layer = cf.NormalizedTimestamp()
+    layer.adapt(np.array([100, 110, 120], np.int64))
+    assert layer.time_range == (100.0, 120.0)
+    out = layer(tf.constant([0, 100, 120, 10**10], tf.int64)).numpy()[:, 0]
+    np.testing.assert_allclose(out, [-1.2247449, -1.2247449, 1.2247449, 1.2247449])
+    # One distinct time: every output is 0, never a huge z-score.
+    single = cf.NormalizedTimestamp()
+    single.adapt(np.array([5, 5], np.int64))
+    assert single(tf.constant([5, 10**9], tf.int64)).numpy().tolist() == [[0], [0]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(times, min_size=1, max_size=30), st.lists(times, min_size=1))
+def test_clipped_output_stays_within_the_adapted_outputs(adapted, served):
+    layer = cf.NormalizedTimestamp()
+    layer.adapt(np.asarray(adapted, np.int64))
+    bounds = layer(np.asarray([min(adapted), max(adapted)], np.int64)).numpy()
+    out = layer(np.asarray(served, np.int64)).numpy()
+    assert np.isfinite(out).all()
+    assert (out >= bounds.min() - 1e-6).all() and (out <= bounds.max() + 1e-6).all()
 
 
 @settings(max_examples=30, deadline=None)
@@ -44,12 +67,33 @@ def test_normalized_mean_zero_variance_one_for_any_batching(values, batch):
 
 # ------------------------------------------------------------ TimestampBuckets
 def test_uniform_boundaries_are_the_tutorial_linspace():
-    layer = cf.TimestampBuckets(4, num_buckets=5)
+    layer = cf.TimestampBuckets(4, num_buckets=5, out_of_range="clip")
     data = np.array([1000, 1400, 2000], np.int64)
     layer.adapt(data)
     np.testing.assert_array_equal(layer.get_boundaries(), np.linspace(1000, 2000, 5))
     ids = layer.bucketize(tf.constant([0, 1000, 1249, 1250, 2000, 9999], tf.int64))
-    assert ids.numpy().tolist() == [0, 1, 1, 2, 5, 5]
+    # Clipped: before the range is the earliest time's bucket, after the latest's.
+    assert ids.numpy().tolist() == [1, 1, 1, 2, 5, 5]
+
+
+def test_out_of_range_times_are_a_zero_vector_by_default():
+    layer = cf.TimestampBuckets(3, num_buckets=5, embeddings_initializer="ones")
+    layer.adapt(np.array([1000, 1400, 2000], np.int64))
+    assert layer.time_range == (1000.0, 2000.0)
+    times = tf.constant([999, 1000, 2000, 2001], tf.int64)
+    assert layer.bucketize(times).numpy().tolist() == [-1, 1, 5, -1]
+    assert layer(times).numpy().sum(axis=1).tolist() == [0, 3, 3, 0]
+
+
+def test_dropout_hides_the_time_in_training_only():
+    layer = cf.TimestampBuckets(
+        2, num_buckets=3, dropout=0.5, embeddings_initializer="ones"
+    )
+    layer.adapt(np.arange(1000, dtype=np.int64))
+    times = tf.constant(np.arange(1000, dtype=np.int64))
+    assert layer(times, training=False).numpy().min() == 1.0
+    hidden = (layer(times, training=True).numpy().sum(axis=1) == 0).mean()
+    assert 0.4 < hidden < 0.6
 
 
 def test_explicit_boundaries_and_edge_buckets():
@@ -77,19 +121,28 @@ def test_second_level_precision_near_epoch_1e9():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(times, min_size=2, max_size=50), st.sampled_from(["uniform", "q"]))
-def test_bucket_id_is_monotone_in_time(values, mode):
+@given(
+    st.lists(times, min_size=2, max_size=50),
+    st.sampled_from(["uniform", "quantile"]),
+    st.sampled_from(["zero", "clip"]),
+)
+def test_bucket_id_is_monotone_in_time(values, mode, out_of_range):
     values = sorted(values)
     if values[0] == values[-1]:
         values[-1] += 1
     layer = cf.TimestampBuckets(
-        2, boundaries="uniform" if mode == "uniform" else "quantile", num_buckets=8
+        2, boundaries=mode, num_buckets=8, out_of_range=out_of_range
     )
     layer.adapt(np.asarray(values, np.int64))
     probe = np.asarray(sorted(values + [0, values[-1] + 10**6]), np.int64)
     ids = layer.bucketize(probe).numpy()
-    assert (np.diff(ids) >= 0).all()
-    assert ids.min() >= 0 and ids.max() <= layer.num_boundaries
+    inside = (probe >= values[0]) & (probe <= values[-1])
+    assert (np.diff(ids[inside]) >= 0).all()
+    assert ids[inside].min() >= 0 and ids.max() <= layer.num_boundaries
+    if out_of_range == "zero":
+        assert (ids[~inside] == -1).all()
+    else:
+        assert (np.diff(ids) >= 0).all()
 
 
 # ------------------------------------------------------------ CyclicalTime
@@ -155,6 +208,12 @@ def test_bad_timestamp_arguments_and_adapt():
         cf.TimestampBuckets(2, num_buckets=1)
     with pytest.raises(ValueError, match="`embedding_dim` must be >= 1"):
         cf.TimestampBuckets(0)
+    with pytest.raises(ValueError, match="`out_of_range` must be one of"):
+        cf.TimestampBuckets(2, out_of_range="nearest")
+    with pytest.raises(ValueError, match="`dropout` must be in \\[0, 1\\)"):
+        cf.TimestampBuckets(2, dropout=1.0)
+    with pytest.raises(TypeError, match="`clip` must be True or False"):
+        cf.NormalizedTimestamp(clip="yes")
     with pytest.raises(ValueError, match="`components`"):
         cf.CyclicalTime(("minute",))
     with pytest.raises(ValueError, match="utc_offset_hours"):

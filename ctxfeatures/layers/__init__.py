@@ -2,6 +2,8 @@
 
 from ctxfeatures.layers._base import FeatureLayer
 from ctxfeatures.layers.cyclical_time import CyclicalTime
+from ctxfeatures.layers.duration_buckets import DurationBuckets
+from ctxfeatures.layers.history_embedding import HistoryEmbedding
 from ctxfeatures.layers.id_embedding import IdEmbedding
 from ctxfeatures.layers.multi_id_embedding import MultiIdEmbedding
 from ctxfeatures.layers.normalized_timestamp import NormalizedTimestamp
@@ -10,7 +12,9 @@ from ctxfeatures.layers.timestamp_buckets import TimestampBuckets
 
 __all__ = [
     "CyclicalTime",
+    "DurationBuckets",
     "FeatureLayer",
+    "HistoryEmbedding",
     "IdEmbedding",
     "MultiIdEmbedding",
     "NormalizedTimestamp",

@@ -48,6 +48,22 @@ def check_feature_dataset(data: Any, owner: str) -> None:
         )
 
 
+def is_batched(data: tf.data.Dataset) -> bool:
+    """Whether a dataset's elements are batches.
+
+    An unbatched element of feature dicts holds at least one scalar (one id,
+    one timestamp per event), while list features such as a history are
+    vectors either way; so the data is batched when no component is a scalar.
+    """
+    specs = tf.nest.flatten(data.element_spec)
+    return bool(specs) and all(spec.shape.rank != 0 for spec in specs)
+
+
+def batched(data: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """``data`` itself when batched, else ``data.batch(batch_size)``."""
+    return data if is_batched(data) else data.batch(batch_size)
+
+
 def iterate_batches(
     data: Any, *, batch_size: int | None, steps: int | None, owner: str
 ) -> Iterator[Any]:
@@ -296,14 +312,20 @@ class FeatureLayer(tf.keras.layers.Layer):
         return self._transform(values)
 
     @tf.autograph.experimental.do_not_convert
-    def embed(self, prepared: Any) -> tf.Tensor:
+    def embed(self, prepared: Any, training: bool | None = None) -> tf.Tensor:
         """Runs the trainable stage on :meth:`preprocess` output.
+
+        Args:
+            prepared: The output of :meth:`preprocess`.
+            training: Whether the call is a training step (some layers, e.g.
+                :class:`~ctxfeatures.TimestampBuckets` with ``dropout``,
+                behave differently then).
 
         Returns:
             A ``(batch, output_dim)`` float32 tensor.
         """
         if not self._is_two_stage():
-            return self(prepared)
+            return self(prepared, training=training)
         raise NotImplementedError(
             f"{type(self).__name__} implements `_transform` but not `embed`."
         )
@@ -312,10 +334,10 @@ class FeatureLayer(tf.keras.layers.Layer):
         # Subclasses written against the one-stage API override only `call`.
         return type(self)._transform is not FeatureLayer._transform
 
-    def call(self, inputs: Any) -> tf.Tensor:
+    def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
         if not self.is_adapted and in_shape_inference_graph():
             return placeholder_output(self._validate(inputs), self.output_dim)
-        return self.embed(self.preprocess(inputs))
+        return self.embed(self.preprocess(inputs), training=training)
 
     def _require_adapted(self) -> None:
         if not self.is_adapted:

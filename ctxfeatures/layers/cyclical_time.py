@@ -100,7 +100,7 @@ class CyclicalTime(TimestampFeature):
             encodings += [tf.sin(angle), tf.cos(angle)]
         return tf.cast(tf.stack(encodings, axis=1), tf.float32)
 
-    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
+    def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         # Already the final feature: the encoding has no trainable part.
         return prepared
 

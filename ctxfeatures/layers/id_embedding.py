@@ -67,5 +67,5 @@ class IdEmbedding(VocabularyEmbeddingBase):
     def _transform(self, values: tf.Tensor) -> tf.Tensor:
         return self._lookup_ids(values)
 
-    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
+    def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         return self._embedding(prepared)

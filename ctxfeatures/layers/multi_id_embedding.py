@@ -110,7 +110,9 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
     def _transform(self, values: tf.RaggedTensor) -> tf.RaggedTensor:
         return values.with_flat_values(self._lookup_ids(values.flat_values))
 
-    def embed(self, prepared: tf.RaggedTensor) -> tf.Tensor:
+    def embed(
+        self, prepared: tf.RaggedTensor, training: bool | None = None
+    ) -> tf.Tensor:
         return pool_rows(self._embedding(prepared.flat_values), prepared, self.combiner)
 
     def input_signature(self) -> tf.TensorSpec | tf.RaggedTensorSpec:

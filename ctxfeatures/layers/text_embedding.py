@@ -199,7 +199,9 @@ class TextEmbedding(FeatureLayer):
         # Ragged token ids: padding would cost lookups and gradient rows.
         return self._vectorizer(values)
 
-    def embed(self, prepared: tf.RaggedTensor | tf.Tensor) -> tf.Tensor:
+    def embed(
+        self, prepared: tf.RaggedTensor | tf.Tensor, training: bool | None = None
+    ) -> tf.Tensor:
         if not isinstance(prepared, tf.RaggedTensor):
             # Padded token ids (index 0 is padding), e.g. from a user pipeline.
             prepared = tf.RaggedTensor.from_tensor(prepared, padding=0)

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import check_positive_int
+from ctxfeatures.layers._base import check_choice, check_positive_int
 from ctxfeatures.layers._timestamps import TimestampFeature
 
 BOUNDARY_MODES = ("uniform", "quantile")
+OUT_OF_RANGE = ("zero", "clip")
 
 
 def _explicit_boundaries(boundaries: Sequence[float], owner: str) -> list[float]:
@@ -50,10 +51,21 @@ class TimestampBuckets(TimestampFeature):
       :meth:`adapt` (``num_buckets - 1`` boundaries);
     * an explicit increasing list of seconds (no adapt needed).
 
-    Timestamps outside the adapted range fall into the first or last bucket.
-    Learned boundaries are kept as a non-trainable float64 weight; they are
-    applied relative to the first boundary so that float32 bucketing keeps
-    second-level precision.
+    Learned boundaries and the adapted time range are kept as non-trainable
+    float64 weights; boundaries are applied relative to the first one so that
+    float32 bucketing keeps second-level precision.
+
+    A model serves after its training period, so its times lie outside the
+    adapted range, in buckets that training never filled. ``out_of_range``
+    says what such times get:
+
+    * ``"zero"`` (default): a zero vector, i.e. "no time information", so an
+      unseen period never borrows the embedding of another;
+    * ``"clip"``: the bucket of the nearest adapted time (the earliest or the
+      latest).
+
+    With explicit boundaries every time has a bucket: below the first
+    boundary is bucket 0, above the last the final bucket.
 
     Args:
         embedding_dim: Size of each bucket's embedding.
@@ -62,6 +74,12 @@ class TimestampBuckets(TimestampFeature):
             ``"quantile"``; ignored for an explicit list.
         epsilon: Error tolerance of the streaming quantile sketch.
         embeddings_initializer: Initializer of the embedding table.
+        out_of_range: ``"zero"`` or ``"clip"``, for times outside the adapted
+            range (adapted boundaries only).
+        dropout: During training, the share of examples whose time is
+            treated as unknown (a zero vector). The model then learns to
+            recommend without the time, which is what it meets past the
+            training range with ``out_of_range="zero"``.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
     Example:
@@ -70,6 +88,12 @@ class TimestampBuckets(TimestampFeature):
         array([0, 1, 1, 2])
         >>> layer(tf.constant([150], tf.int64)).shape
         TensorShape([1, 2])
+        >>> adapted = ctxfeatures.TimestampBuckets(2, num_buckets=3)
+        >>> adapted.adapt(np.array([100, 200, 300]))
+        >>> adapted.bucketize(tf.constant([50, 100, 299, 300, 301])).numpy()
+        array([-1,  1,  2,  3, -1])
+        >>> adapted(tf.constant([301])).numpy().tolist()
+        [[0.0, 0.0]]
 
     Raises:
         ValueError: an unknown boundary mode, unsorted boundaries,
@@ -86,10 +110,18 @@ class TimestampBuckets(TimestampFeature):
         num_buckets: int = 1000,
         epsilon: float = 0.01,
         embeddings_initializer: Any = "uniform",
+        out_of_range: str = "zero",
+        dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         owner = self._owner()
+        self.out_of_range = check_choice(out_of_range, "out_of_range", OUT_OF_RANGE)
+        if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
+            )
+        self.dropout = float(dropout)
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.num_buckets = check_positive_int(num_buckets, "num_buckets", 2)
         if not 0.0 < float(epsilon) < 1.0:
@@ -116,6 +148,8 @@ class TimestampBuckets(TimestampFeature):
         self._offset = 0.0
         self._pending: np.ndarray | None = None
         self._boundary_weight: tf.Variable | None = None
+        # The adapted [earliest, latest] time; everything, for explicit lists.
+        self._range = (-math.inf, math.inf)
         if not self.needs_adapt:
             self._set_boundaries(np.asarray(self.boundaries, np.float64))
 
@@ -145,11 +179,18 @@ class TimestampBuckets(TimestampFeature):
         self._require_adapted()
         return np.asarray(self._discretizer.bin_boundaries, np.float64) + self._offset
 
+    @property
+    def time_range(self) -> tuple[float, float]:
+        """The earliest and latest adapted time (infinite for explicit lists)."""
+        self._require_adapted()
+        return self._range
+
     def build(self, input_shape: Any = None) -> None:
         if self.needs_adapt and self._boundary_weight is None:
             self._boundary_weight = self.add_weight(
                 name="boundaries",
-                shape=(self.num_boundaries,),
+                # The boundaries, then the adapted earliest and latest time.
+                shape=(self.num_boundaries + 2,),
                 dtype=tf.float64,
                 # NaN marks "not adapted", so a saved unadapted layer reloads
                 # as unadapted rather than with fake boundaries.
@@ -162,23 +203,26 @@ class TimestampBuckets(TimestampFeature):
         self._embedding.build((None,))
         self.built = True
 
-    def _set_boundaries(self, values: np.ndarray) -> None:
+    def _set_boundaries(self, values: np.ndarray, time_range: Any = None) -> None:
         self._offset = float(values[0])
         self._discretizer = tf.keras.layers.Discretization(
             bin_boundaries=(values - self._offset).tolist(), name="discretization"
         )
-        if self.needs_adapt:
-            if self._boundary_weight is not None:
-                self._boundary_weight.assign(values)
-            else:
-                self._pending = values
+        if not self.needs_adapt:
+            return
+        self._range = (float(time_range[0]), float(time_range[1]))
+        state = np.concatenate([values, self._range])
+        if self._boundary_weight is not None:
+            self._boundary_weight.assign(state)
+        else:
+            self._pending = state
 
     def load_own_variables(self, store: Any) -> None:
         super().load_own_variables(store)
         if self._boundary_weight is not None:
             values = self._boundary_weight.numpy()
             if not np.isnan(values).any():
-                self._set_boundaries(values)
+                self._set_boundaries(values[:-2], values[-2:])
 
     # ----------------------------------------------------------------- adapt
     def reset_state(self) -> None:
@@ -233,18 +277,33 @@ class TimestampBuckets(TimestampFeature):
                 values = np.concatenate([values, np.full(missing, fill)])
             values = np.sort(values[: self.num_boundaries])
         self._adapt = types.SimpleNamespace()
-        self._set_boundaries(values)
+        self._set_boundaries(values, (state.low, state.high))
 
     # ----------------------------------------------------------------- calls
     def bucketize(self, inputs: Any) -> tf.Tensor:
-        """Returns the bucket id of each timestamp, in ``[0, num_boundaries]``."""
+        """Returns the bucket id of each timestamp, in ``[0, num_boundaries]``.
+
+        With ``out_of_range="zero"``, times outside the adapted range get -1.
+        """
         return self.preprocess(inputs)
 
     def _transform(self, values: tf.Tensor) -> tf.Tensor:
-        return self._discretizer(values - self._offset)
+        low, high = self._range
+        inside = (values >= low) & (values <= high)
+        if self.out_of_range == "clip" and self.needs_adapt:
+            values = tf.clip_by_value(values, low, high)
+        ids = tf.cast(self._discretizer(values - self._offset), tf.int64)
+        if self.out_of_range == "zero":
+            ids = tf.where(inside, ids, tf.constant(-1, tf.int64))
+        return ids
 
-    def embed(self, prepared: tf.Tensor) -> tf.Tensor:
-        return self._embedding(prepared)
+    def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        known = prepared >= 0
+        if training and self.dropout > 0:
+            known &= tf.random.uniform(tf.shape(prepared)) >= self.dropout
+        vectors = self._embedding(tf.maximum(prepared, 0))
+        # Out-of-range times (-1) carry no time information: a zero vector.
+        return tf.where(known[:, None], vectors, tf.zeros_like(vectors))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -254,6 +313,8 @@ class TimestampBuckets(TimestampFeature):
                 "boundaries": self.boundaries,
                 "num_buckets": self.num_buckets,
                 "epsilon": self.epsilon,
+                "out_of_range": self.out_of_range,
+                "dropout": self.dropout,
                 "embeddings_initializer": tf.keras.initializers.serialize(
                     self.embeddings_initializer
                 ),

@@ -1,0 +1,318 @@
+"""Strong, simple baselines to measure every model against.
+
+Both follow the :class:`ctxfeatures.evaluation.Scorer` protocol, so
+:func:`ctxfeatures.evaluation.evaluate_top_k` ranks them with the same code,
+queries and exclusions as a :class:`~ctxfeatures.RetrievalModel`.
+
+* :class:`MostPopular`: the same ranking for everyone, by training
+  popularity, optionally over the last part of the training period only.
+* :class:`EASE`: Steck's "Embarrassingly Shallow Autoencoder" (WWW 2019), a
+  closed-form item-item model; each query is the items of its ``history``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ctxfeatures._columns import as_ids, read_columns
+
+__all__ = ["EASE", "MostPopular"]
+
+
+def _catalogue(items: np.ndarray, candidates: Any, item: str, owner: str):
+    """The distinct ids to rank: ``candidates`` when given, else the fitted items."""
+    if candidates is None:
+        return np.unique(items)
+    if isinstance(candidates, tf.data.Dataset) and not isinstance(
+        candidates.element_spec, Mapping
+    ):
+        candidates = {item: np.concatenate([b.numpy() for b in candidates.batch(4096)])}
+    elif not isinstance(candidates, (Mapping, tf.data.Dataset)):
+        candidates = {item: np.asarray(candidates)}
+    ids = as_ids(read_columns(candidates, [item], owner, ["item"])[item], item, owner)
+    if ids.size == 0:
+        raise ValueError(f"{owner}: `candidates` is empty.")
+    # Each distinct id once, in first-seen order.
+    ids = ids[np.sort(np.unique(ids, return_index=True)[1])]
+    if (ids.dtype.kind == "U") != (items.dtype.kind == "U"):
+        raise TypeError(
+            f"{owner}: `candidates` and column '{item}' must both hold string ids "
+            "or both integer ids."
+        )
+    return ids
+
+
+def _popularity_order(items: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
+    """Scores ``C - 1 .. 0`` by descending count (ties: catalogue order)."""
+    index = {value: i for i, value in enumerate(catalogue.tolist())}
+    known = np.asarray([index.get(value, -1) for value in items.tolist()], np.int64)
+    counts = np.bincount(known[known >= 0], minlength=catalogue.size)
+    # A strict order: no two candidates tie, so ranks are never optimistic.
+    order = np.lexsort((np.arange(catalogue.size), -counts))
+    scores = np.empty(catalogue.size, np.float32)
+    scores[order] = np.arange(catalogue.size, 0, -1) - 1
+    return scores
+
+
+class _Baseline:
+    """Shared fit plumbing: columns, catalogue, the Scorer attributes."""
+
+    owner = "baseline"
+    feature_names: list[str] = []
+
+    def __init__(self) -> None:
+        self.candidate_ids: tf.Tensor | None = None
+        self.candidate_id: str | None = None
+
+    def _require_fitted(self) -> None:
+        if self.candidate_ids is None:
+            raise ValueError(f"{self.owner} is not fitted yet: call `fit()` first.")
+
+    def _batch_size(self, features: Mapping[str, Any]) -> tf.Tensor:
+        first = next(iter(features.values()))
+        if isinstance(first, tf.RaggedTensor):
+            return first.nrows()
+        return tf.shape(first, out_type=tf.int64)[0]
+
+
+class MostPopular(_Baseline):
+    """Recommends the most frequent training items, the same list to everyone.
+
+    Args:
+        window_seconds: Count only the events of the last ``window_seconds``
+            of the fitted period ("recently popular"); ``None`` counts all.
+
+    Example:
+        >>> events = {"user_id": np.array(["a", "b", "b"]),
+        ...           "item": np.array(["x", "y", "x"])}
+        >>> popular = ctxfeatures.baselines.MostPopular().fit(events, item="item")
+        >>> popular.top(1)
+        ['x']
+    """
+
+    owner = "MostPopular"
+
+    def __init__(self, window_seconds: float | None = None) -> None:
+        super().__init__()
+        if window_seconds is not None:
+            if isinstance(window_seconds, bool) or not np.isfinite(window_seconds):
+                raise ValueError(
+                    "`window_seconds` must be a positive number of seconds or "
+                    f"None. Received: window_seconds={window_seconds!r}"
+                )
+            if window_seconds <= 0:
+                raise ValueError(
+                    "`window_seconds` must be > 0. Received: "
+                    f"window_seconds={window_seconds!r}"
+                )
+        self.window_seconds = window_seconds
+        self._scores: tf.Tensor | None = None
+
+    def fit(
+        self,
+        events: Any,
+        *,
+        user: str = "user_id",
+        item: str = "movie_title",
+        time: str = "timestamp",
+        candidates: Any = None,
+    ) -> MostPopular:
+        """Counts items over ``events`` (the training part only).
+
+        Args:
+            events: A ``tf.data.Dataset`` of feature dicts or a mapping of
+                numpy columns.
+            user: User column (unused; accepted for a uniform interface).
+            item: Item column; also the key of the true item at evaluation.
+            time: Time column, read only with ``window_seconds``.
+            candidates: Ids to rank (array, dataset of ids, or of dicts with
+                ``item``); by default the fitted items. Unseen candidates rank
+                last.
+
+        Returns:
+            ``self``.
+        """
+        del user
+        keys, roles = [item], ["item"]
+        if self.window_seconds is not None:
+            keys, roles = [item, time], ["item", "time"]
+        columns = read_columns(events, keys, f"{self.owner}.fit()", roles)
+        items = as_ids(columns[item], item, f"{self.owner}.fit()")
+        if items.size == 0:
+            raise ValueError(f"{self.owner}.fit(): received no events.")
+        catalogue = _catalogue(items, candidates, item, f"{self.owner}.fit()")
+        if self.window_seconds is not None:
+            times = columns[time]
+            items = items[times > times.max() - self.window_seconds]
+        self._scores = tf.constant(_popularity_order(items, catalogue))
+        self.candidate_ids = tf.constant(catalogue)
+        self.candidate_id = item
+        return self
+
+    def top(self, k: int) -> list[Any]:
+        """The ``k`` most popular candidates, most popular first."""
+        self._require_fitted()
+        order = tf.argsort(self._scores, direction="DESCENDING")[:k]
+        values = tf.gather(self.candidate_ids, order).numpy().tolist()
+        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
+
+    def score(self, features: Mapping[str, Any]) -> tf.Tensor:
+        """The popularity scores, repeated for each query of the batch."""
+        self._require_fitted()
+        return tf.tile(self._scores[None, :], [self._batch_size(features), 1])
+
+
+class EASE(_Baseline):
+    """Steck's EASE: a closed-form item-item model (WWW 2019).
+
+    Fitting builds the item-item Gram matrix ``G = XᵀX`` of the binary
+    user-item matrix ``X`` and sets ``P = (G + l2·I)⁻¹``,
+    ``B = -P / diag(P)`` with a zero diagonal. A query's scores are the sum
+    of the rows of ``B`` of the items in its ``history`` feature. Candidates
+    with equal scores (for example every one, for an empty history) are
+    ordered by popularity.
+
+    ``B`` is a dense ``C × C`` matrix: the catalogue may hold at most
+    ``max_items`` candidates.
+
+    Args:
+        l2: L2 regularisation (Steck's λ; 250 to 1000 suits MovieLens).
+        history: Feature of each query's past items.
+        max_items: Largest catalogue accepted (memory grows as its square,
+            time as its cube).
+
+    Example:
+        >>> events = {"user_id": np.array(["a", "a", "b", "b", "c"]),
+        ...           "item": np.array(["x", "y", "x", "y", "x"])}
+        >>> ease = ctxfeatures.baselines.EASE(l2=1.0).fit(events, item="item")
+        >>> query = {"history": tf.constant([["y"]])}
+        >>> ease.score(query).numpy().round(2)
+        array([[0.67, 0.  ]], dtype=float32)
+    """
+
+    owner = "EASE"
+
+    def __init__(
+        self, l2: float = 250.0, *, history: str = "history", max_items: int = 20_000
+    ) -> None:
+        super().__init__()
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 > 0:
+            raise ValueError(f"`l2` must be a number > 0. Received: l2={l2!r}")
+        if isinstance(max_items, bool) or not isinstance(max_items, int):
+            raise TypeError(f"`max_items` must be an integer. Received: {max_items!r}")
+        self.l2 = float(l2)
+        self.history = history
+        self.max_items = max_items
+        self.feature_names = [history]
+        self._weights: tf.Variable | None = None
+        self._table: tf.lookup.StaticHashTable | None = None
+
+    def fit(
+        self,
+        events: Any,
+        *,
+        user: str = "user_id",
+        item: str = "movie_title",
+        candidates: Any = None,
+    ) -> EASE:
+        """Solves for the item-item weights on ``events`` (training part only).
+
+        Args:
+            events: A ``tf.data.Dataset`` of feature dicts or a mapping of
+                numpy columns.
+            user: User column: each user's items form one row of ``X``.
+            item: Item column; also the key of the true item at evaluation.
+            candidates: Ids to rank; by default the fitted items.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: more than ``max_items`` candidates (the message says
+                how much memory the matrix would take), or no events.
+        """
+        owner = f"{self.owner}.fit()"
+        columns = read_columns(events, [user, item], owner, ["user", "item"])
+        items = as_ids(columns[item], item, owner)
+        if items.size == 0:
+            raise ValueError(f"{owner}: received no events.")
+        catalogue = _catalogue(items, candidates, item, owner)
+        self._check_size(catalogue.size)
+        weights = self._solve(columns[user], items, catalogue)
+        popularity = _popularity_order(items, catalogue) / catalogue.size
+        # Ties (e.g. an empty history) are broken by popularity.
+        self._popularity = tf.constant(1e-6 * popularity, tf.float32)
+        self._weights = tf.Variable(weights, trainable=False, name="ease_weights")
+        self.candidate_ids = tf.constant(catalogue)
+        self.candidate_id = item
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                self.candidate_ids, tf.range(catalogue.size, dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+        return self
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_items:
+            gib = size * size * 8 / 2**30
+            raise ValueError(
+                f"EASE needs a dense {size:,} x {size:,} item-item matrix "
+                f"({gib:,.1f} GiB in float64, and O(n³) time to invert), but "
+                f"max_items={self.max_items:,}. Keep the most frequent items "
+                "as candidates, or raise `max_items` if the memory is there."
+            )
+
+    def _solve(
+        self, users: np.ndarray, items: np.ndarray, catalogue: np.ndarray
+    ) -> np.ndarray:
+        from scipy import sparse
+
+        index = {value: i for i, value in enumerate(catalogue.tolist())}
+        columns = np.asarray([index.get(v, -1) for v in items.tolist()], np.int64)
+        keep = columns >= 0
+        _, rows = np.unique(users[keep], return_inverse=True)
+        matrix = sparse.csr_matrix(
+            (np.ones(keep.sum()), (rows, columns[keep])),
+            shape=(int(rows.max()) + 1 if rows.size else 0, catalogue.size),
+        )
+        matrix.data[:] = 1.0  # repeated events count once
+        gram = (matrix.T @ matrix).toarray()
+        gram[np.diag_indices_from(gram)] += self.l2
+        inverse = np.linalg.inv(gram)
+        weights = inverse / -np.diag(inverse)
+        weights[np.diag_indices_from(weights)] = 0.0
+        return weights.astype(np.float32)
+
+    def score(self, features: Mapping[str, Any]) -> tf.Tensor:
+        """Sums the weight rows of each query's (distinct) history items."""
+        self._require_fitted()
+        if self.history not in features:
+            raise ValueError(
+                f"EASE: feature '{self.history}' (the query's history) is "
+                f"missing. Keys: {sorted(features)}."
+            )
+        history = features[self.history]
+        if not isinstance(history, tf.RaggedTensor):
+            history = tf.RaggedTensor.from_tensor(history)
+        if (history.dtype == tf.string) != (self.candidate_ids.dtype == tf.string):
+            raise TypeError(
+                f"EASE: feature '{self.history}' holds {history.dtype.name} but "
+                f"the fitted items are {self.candidate_ids.dtype.name}."
+            )
+        values = history.flat_values
+        if values.dtype != tf.string:
+            values = tf.cast(values, tf.int64)
+        size = tf.cast(tf.shape(self.candidate_ids)[0], tf.int64)
+        index = self._table.lookup(values)
+        # Distinct (row, item) pairs: padding and unknown items drop out.
+        pairs, _ = tf.unique(
+            tf.boolean_mask(history.value_rowids() * size + index, index >= 0)
+        )
+        rows = tf.gather(self._weights, pairs % size)
+        scores = tf.math.unsorted_segment_sum(rows, pairs // size, history.nrows())
+        return scores + self._popularity[None, :]

@@ -1,0 +1,353 @@
+"""Top-k evaluation of any recommender against one catalogue.
+
+:func:`evaluate_top_k` ranks the whole catalogue for every query of a dataset
+and reports hit rate at k (TFRS' top-k categorical accuracy), NDCG at k and
+the mean reciprocal rank. It takes a :class:`~ctxfeatures.RetrievalModel`
+or any object that follows the :class:`Scorer` protocol, such as the
+baselines of :mod:`ctxfeatures.baselines`, so that every model and baseline is
+measured by the same code, on the same queries, with the same exclusions.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import tensorflow as tf
+
+from ctxfeatures.layers._base import batched, check_feature_dataset
+
+__all__ = ["DEFAULT_KS", "CatalogueIndex", "Scorer", "evaluate_top_k"]
+
+#: The default cut-offs of :func:`evaluate_top_k` (those above the catalogue
+#: size are dropped).
+DEFAULT_KS = (1, 5, 10, 50, 100)
+_EVAL_BATCH = 4096
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What :func:`evaluate_top_k` needs from a recommender that is not a model.
+
+    Attributes:
+        candidate_ids: ``(num_candidates,)`` tensor of the catalogue's ids, in
+            the order of the columns of :meth:`score`.
+        candidate_id: Feature key of each query's true item in the data.
+        feature_names: Feature keys :meth:`score` reads.
+    """
+
+    candidate_ids: tf.Tensor
+    candidate_id: str
+    feature_names: Sequence[str]
+
+    def score(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """``(batch, num_candidates)`` scores of a batch of queries (traceable)."""
+
+
+class CatalogueIndex(tf.Module):
+    """Catalogue ids and the lookups that rank and exclude by id.
+
+    Shared by evaluation and the exported recommender; a ``tf.Module``, so a
+    SavedModel that holds one keeps its lookup table.
+
+    Args:
+        ids: ``(num_candidates,)`` string or integer ids, duplicates allowed.
+    """
+
+    def __init__(self, ids: Any) -> None:
+        super().__init__(name="catalogue_index")
+        ids = tf.convert_to_tensor(ids)
+        self.ids = ids if ids.dtype == tf.string else tf.cast(ids, tf.int64)
+        unique, position = tf.unique(self.ids)
+        self.unique_count = int(unique.shape[0])
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                unique, tf.range(self.unique_count, dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+        # Catalogue position -> distinct id, and distinct id -> first position.
+        self.position = tf.cast(position, tf.int64)
+        self.first = tf.math.unsorted_segment_min(
+            tf.range(tf.shape(self.ids, out_type=tf.int64)[0]),
+            self.position,
+            self.unique_count,
+        )
+
+    def lookup(self, values: tf.Tensor) -> tf.Tensor:
+        """Distinct-id index of each value; -1 for ids outside the catalogue."""
+        if values.dtype != self.ids.dtype:
+            values = tf.cast(values, tf.int64)
+        return self.table.lookup(values)
+
+    def seen(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
+        """``(batch, distinct ids)`` mask of each row's items in ``exclude``.
+
+        ``exclude`` is ``(batch, length)`` or ragged; padding and ids outside
+        the catalogue are ignored.
+        """
+        if isinstance(exclude, tf.RaggedTensor):
+            rows, values = exclude.value_rowids(), exclude.flat_values
+        else:
+            width = tf.shape(exclude, out_type=tf.int64)[1]
+            rows = tf.repeat(tf.range(batch), width)
+            values = tf.reshape(exclude, [-1])
+        distinct = self.lookup(values)
+        flat = tf.boolean_mask(rows * self.unique_count + distinct, distinct >= 0)
+        cells = tf.cast(batch * self.unique_count, tf.int32)
+        counts = tf.math.bincount(
+            tf.cast(flat, tf.int32), minlength=cells, maxlength=cells
+        )
+        return tf.reshape(counts > 0, [-1, self.unique_count])
+
+    def excluded(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
+        """``(batch, num_candidates)`` mask of the catalogue entries to drop."""
+        return tf.gather(self.seen(exclude, batch), self.position, axis=1)
+
+
+class _Ranker:
+    """One recommender's scores, catalogue index and compiled step."""
+
+    def __init__(self, ids: tf.Tensor) -> None:
+        self.catalogue = CatalogueIndex(ids)
+        self.ids = self.catalogue.ids
+        self.step = tf.function(self._step, reduce_retracing=True)
+
+    @tf.autograph.experimental.do_not_convert
+    def _step(
+        self,
+        batch: Mapping[str, Any],
+        extra: Any,
+        exclude: Any,
+        positive_id: tf.Tensor,
+        cutoffs: tf.Tensor,
+    ) -> tf.Tensor:
+        """Per-metric sums over one batch: hits and NDCG per k, RR, count."""
+        catalogue = self.catalogue
+        scores, positive = self.scores(batch, extra)
+        miss = tf.zeros(tf.shape(scores)[:1], tf.bool)
+        if positive_id is not None:
+            distinct = catalogue.lookup(positive_id)
+        if positive is None:
+            # Scorers rank the catalogue only: an unknown true item is a miss.
+            miss = distinct < 0
+            where = tf.gather(catalogue.first, tf.maximum(distinct, 0))
+            positive = tf.gather(scores, where, batch_dims=1)
+        better = scores > positive[:, None]
+        if exclude is not None:
+            seen = catalogue.seen(exclude, tf.shape(scores, out_type=tf.int64)[0])
+            better &= ~tf.gather(seen, catalogue.position, axis=1)
+            # A true item among the excluded ones cannot be recommended.
+            seen_positive = tf.gather(seen, tf.maximum(distinct, 0), batch_dims=1)
+            miss |= seen_positive & (distinct >= 0)
+        rank = 1.0 + tf.reduce_sum(tf.cast(better, tf.float64), axis=1)
+        found = tf.cast(~miss, tf.float64)
+        cut = tf.cast(cutoffs, tf.float64)[None, :]
+        hits = tf.cast(rank[:, None] <= cut, tf.float64) * found[:, None]
+        ndcg = hits * (np.log(2.0) / tf.math.log(rank + 1.0))[:, None]
+        return tf.concat(
+            [
+                tf.reduce_sum(hits, 0),
+                tf.reduce_sum(ndcg, 0),
+                tf.reduce_sum(found / rank)[None],
+                tf.cast(tf.shape(rank)[:1], tf.float64),
+            ],
+            axis=0,
+        )
+
+    def scores(self, batch: Mapping[str, Any], extra: Any) -> tuple[Any, Any]:
+        """``(scores, true-item scores or None)`` of one batch."""
+        raise NotImplementedError
+
+
+class _ScorerRanker(_Ranker):
+    def __init__(self, scorer: Scorer) -> None:
+        super().__init__(scorer.candidate_ids)
+        self.scorer = scorer
+        self.key = scorer.candidate_id
+        self.feature_names = list(scorer.feature_names)
+
+    def scores(self, batch: Mapping[str, Any], extra: Any) -> tuple[Any, Any]:
+        return tf.cast(self.scorer.score(batch), tf.float32), None
+
+
+class _ModelRanker(_Ranker):
+    """A RetrievalModel: the true item is scored through the candidate tower,
+    exactly as TFRS' FactorizedTopK does."""
+
+    def __init__(self, model: Any) -> None:
+        ids, _ = model.candidate_embeddings()
+        super().__init__(ids)
+        self.model = model
+        self.key = model.candidate_id
+        self.feature_names = (
+            model.query_tower.feature_names + model.candidate_tower.feature_names
+        )
+
+    def scores(self, batch: Mapping[str, Any], catalogue: tf.Tensor) -> tuple:
+        query, candidate = self.model._embed_pair(batch, training=False)
+        scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
+        return scores, tf.reduce_sum(query * candidate, axis=1)
+
+
+# One ranker per recommender, so repeated evaluations never retrace.
+_RANKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _ranker(model_or_scorer: Any) -> tuple[_Ranker, Any]:
+    from ctxfeatures.retrieval import RetrievalModel
+
+    if isinstance(model_or_scorer, RetrievalModel):
+        ranker = _RANKERS.get(model_or_scorer)
+        if ranker is None:
+            ranker = _RANKERS[model_or_scorer] = _ModelRanker(model_or_scorer)
+        return ranker, model_or_scorer.candidate_embeddings()[1]
+    if not isinstance(model_or_scorer, Scorer):
+        raise TypeError(
+            "evaluate_top_k() takes a RetrievalModel or a Scorer (an object with "
+            "`candidate_ids`, `candidate_id`, `feature_names` and `score()`, "
+            "e.g. ctxfeatures.baselines.EASE after fit()); received "
+            f"{type(model_or_scorer).__name__}."
+        )
+    ranker = _RANKERS.get(model_or_scorer)
+    if ranker is None or ranker.ids is not model_or_scorer.candidate_ids:
+        ranker = _RANKERS[model_or_scorer] = _ScorerRanker(model_or_scorer)
+    return ranker, None
+
+
+def _check_ks(ks: Sequence[int] | None, size: int) -> list[int]:
+    if ks is None:
+        return [k for k in DEFAULT_KS if k <= size] or [size]
+    values = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"Every k in `ks` must be an integer. Received: ks={ks}")
+        values.append(int(k))
+    values = sorted(set(values))
+    if not values or values[0] < 1 or values[-1] > size:
+        raise ValueError(
+            f"Every k in `ks` must be between 1 and the catalogue size "
+            f"({size}). Received: ks={values}"
+        )
+    return values
+
+
+def _check_exclude(spec: Mapping[str, Any], exclude: str, ids: tf.Tensor) -> None:
+    if exclude not in spec:
+        raise ValueError(
+            f"evaluate_top_k(): `exclude` names feature '{exclude}', which the "
+            f"data lacks. Features: {sorted(spec)}. Add it (e.g. with "
+            "ctxfeatures.history.add_history) or pass exclude=None."
+        )
+    dtype = spec[exclude].dtype
+    if (dtype == tf.string) != (ids.dtype == tf.string):
+        raise TypeError(
+            f"evaluate_top_k(): feature '{exclude}' holds {dtype.name} but the "
+            f"catalogue ids are {ids.dtype.name}: they must be the same kind."
+        )
+
+
+def evaluate_top_k(
+    model_or_scorer: Any,
+    data: tf.data.Dataset,
+    ks: Sequence[int] | None = None,
+    exclude: str | None = None,
+    batch_size: int = _EVAL_BATCH,
+) -> dict[str, float]:
+    """Ranks the catalogue for every query: hit rate and NDCG at k, and MRR.
+
+    A query's rank is one plus the number of catalogue entries (excluded ones
+    aside) that score strictly higher than its true item, the rule of
+    ``tf.math.in_top_k`` that TFRS' ``FactorizedTopK`` applies; so ``top_k``
+    is the same number as TFRS' top-k categorical accuracy. With a single true
+    item, NDCG at k is ``1 / log2(1 + rank)`` within the cut-off and 0 beyond
+    it; MRR averages ``1 / rank`` over all queries.
+
+    ``exclude`` names a feature holding, per query, items that must not be
+    recommended: typically ``"history"`` from
+    :func:`ctxfeatures.history.add_history` (do not recommend what the user
+    has already seen). Those items leave the ranking, and a query whose true
+    item is among them counts as a miss (a deployed recommender could not
+    return it). Ids outside the catalogue and padding are ignored.
+
+    Args:
+        model_or_scorer: A :class:`~ctxfeatures.RetrievalModel`, or a
+            :class:`Scorer` such as a fitted baseline.
+        data: A dataset of feature dicts (batched or not) with the features
+            the recommender reads, its true item and the ``exclude`` feature;
+            for a model also the output of its ``prepare()`` (no ``exclude``).
+        ks: The cut-offs; by default those of 1, 5, 10, 50 and 100 that do
+            not exceed the catalogue size.
+        exclude: Optional feature of items to remove from each ranking.
+        batch_size: Batch size when ``data`` is unbatched.
+
+    Returns:
+        ``{"top_1": ..., "ndcg_1": ..., ..., "mrr": ...}``, each in ``[0, 1]``.
+
+    Raises:
+        TypeError: a recommender of another kind, data that is not a dataset
+            of dicts, an ``exclude`` feature of the wrong dtype.
+        ValueError: a cut-off outside ``[1, catalogue size]``, a missing
+            feature (the ``exclude`` one included), or an empty dataset.
+
+    Example:
+        >>> from ctxfeatures import baselines, evaluation
+        >>> events = {"user_id": np.array(["a", "b", "b"]),
+        ...           "item": np.array(["x", "x", "y"])}
+        >>> popular = baselines.MostPopular().fit(events, item="item")
+        >>> test = tf.data.Dataset.from_tensor_slices(
+        ...     {"item": ["y"], "history": [["x"]]})
+        >>> evaluation.evaluate_top_k(popular, test, ks=[1], exclude=None)
+        {'top_1': 0.0, 'ndcg_1': 0.0, 'mrr': 0.5}
+        >>> evaluation.evaluate_top_k(popular, test, ks=[1], exclude="history")
+        {'top_1': 1.0, 'ndcg_1': 1.0, 'mrr': 1.0}
+    """
+    check_feature_dataset(data, "evaluate_top_k()")
+    ranker, extra = _ranker(model_or_scorer)
+    ks = _check_ks(ks, int(ranker.ids.shape[0]))
+    spec = data.element_spec
+    prepared = _is_prepared(spec)
+    if prepared and exclude is not None:
+        raise ValueError(
+            "evaluate_top_k(): prepared batches drop the `exclude` feature; pass "
+            "the raw batches instead (they are prepared on the fly)."
+        )
+    # The true item's id: scorers rank by it, exclusion checks it.
+    needs_id = isinstance(ranker, _ScorerRanker) or exclude is not None
+    keys = [ranker.key] if needs_id else []
+    if not prepared:
+        keys += ranker.feature_names
+    if exclude is not None:
+        _check_exclude(spec, exclude, ranker.ids)
+        keys.append(exclude)
+    for key in keys:
+        if key not in spec:
+            raise ValueError(
+                f"evaluate_top_k(): feature '{key}' is missing. Keys: {sorted(spec)}."
+            )
+    if not prepared:
+        keys = list(dict.fromkeys(keys))
+        data = batched(data, batch_size).map(
+            lambda batch: {key: batch[key] for key in keys}
+        )
+    cutoffs = tf.constant(ks, tf.int32)
+    totals = np.zeros(2 * len(ks) + 2, np.float64)
+    for batch in data:
+        positive_id = tf.reshape(batch[ranker.key], [-1]) if needs_id else None
+        excluded = batch[exclude] if exclude is not None else None
+        totals += ranker.step(batch, extra, excluded, positive_id, cutoffs).numpy()
+    count = totals[-1]
+    if count == 0:
+        raise ValueError("evaluate_top_k() received an empty dataset.")
+    result = {f"top_{k}": totals[i] / count for i, k in enumerate(ks)}
+    result.update({f"ndcg_{k}": totals[len(ks) + i] / count for i, k in enumerate(ks)})
+    result["mrr"] = totals[-2] / count
+    return {key: float(value) for key, value in result.items()}
+
+
+def _is_prepared(spec: Any) -> bool:
+    from ctxfeatures.retrieval import _QUERY
+
+    return isinstance(spec, Mapping) and _QUERY in spec

@@ -1,0 +1,291 @@
+"""HistoryEmbedding: a user's recent items, pooled into one vector."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from ctxfeatures.layers._base import check_choice, check_positive_int
+from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
+from ctxfeatures.layers.id_embedding import IdEmbedding
+
+COMBINERS = ("mean", "sum", "sqrtn")
+# The padding of ctxfeatures.history.add_history (kept here so that the
+# layers never import the data utilities).
+_PAD_STRING = ""
+_PAD_INT = -1
+
+
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures")
+class HistoryEmbedding(VocabularyEmbeddingBase):
+    """Pools the embeddings of the items a user interacted with just before.
+
+    Takes the ``history`` feature of :func:`ctxfeatures.history.add_history`:
+    a ``(batch, length)`` tensor of item ids, most recent last, padded with
+    ``""`` (string ids) or ``-1`` (integer ids) at either end; a ragged
+    ``(batch, None)`` tensor works too. Padding is dropped, then:
+
+    * ``window=k`` keeps only each row's ``k`` most recent items;
+    * ``recency_decay=d`` weights the item ``p`` steps before the most recent
+      one by ``d ** p`` (``d = 1`` or ``None``: equal weights);
+    * ``combiner`` pools the weighted embeddings: ``"mean"`` (weighted mean),
+      ``"sum"`` or ``"sqrtn"`` (sum over the root of the summed squared
+      weights).
+
+    An empty history (a new user's first event) gives a zero vector.
+
+    Pass the candidate tower's item :class:`~ctxfeatures.IdEmbedding` as
+    ``item_embedding`` to look history items up in *its* vocabulary and
+    table, so that history items and candidates live in one space and every
+    training step updates both. The layer then learns nothing of its own and
+    needs no adapt. Saved on its own, the layer keeps a copy of that table.
+
+    Args:
+        embedding_dim: Size of the vectors; ``None`` with ``item_embedding``
+            (its size is used).
+        vocabulary: Optional list of item ids (own table only).
+        item_embedding: Optional :class:`~ctxfeatures.IdEmbedding` whose
+            vocabulary and table are shared.
+        window: Keep only the most recent ``window`` items.
+        recency_decay: Weight decay per step back in time, in ``(0, 1]``.
+        combiner: ``"mean"``, ``"sum"`` or ``"sqrtn"``.
+        **kwargs: :class:`~ctxfeatures.IdEmbedding` options for an own table
+            (``id_dtype``, ``max_tokens``, ``min_frequency``,
+            ``num_oov_indices``, ``num_hash_bins``, ``embeddings_initializer``,
+            ``embeddings_regularizer``) and base ``Layer`` arguments.
+
+    Example:
+        >>> layer = ctxfeatures.HistoryEmbedding(2, window=2, combiner="sum",
+        ...     vocabulary=["a", "b", "c"], embeddings_initializer="ones")
+        >>> layer(tf.constant([["", "a", "b", "c"], ["", "", "", ""]])).numpy()
+        array([[2., 2.],
+               [0., 0.]], dtype=float32)
+
+    Raises:
+        ValueError: bad ``window``, ``recency_decay`` or ``combiner``, an
+            ``embedding_dim`` that differs from the shared layer's, options
+            for an own table together with ``item_embedding``, calling before
+            ``adapt``, a history of rank other than 2.
+        TypeError: ``item_embedding`` that is not an ``IdEmbedding``, or a
+            history whose dtype is not the items' dtype.
+    """
+
+    input_description = "history"
+
+    def __init__(
+        self,
+        embedding_dim: int | None = None,
+        vocabulary: Sequence[Any] | None = None,
+        *,
+        item_embedding: IdEmbedding | dict[str, Any] | None = None,
+        window: int | None = None,
+        recency_decay: float | None = None,
+        combiner: str = "mean",
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(item_embedding, dict):
+            item_embedding = tf.keras.layers.deserialize(item_embedding)
+        if item_embedding is not None:
+            embedding_dim = self._check_shared(
+                item_embedding, embedding_dim, vocabulary, kwargs
+            )
+            kwargs["id_dtype"] = item_embedding.id_dtype
+        if embedding_dim is None:
+            raise ValueError(
+                "HistoryEmbedding needs `embedding_dim`, or an `item_embedding` "
+                "to share. Received: embedding_dim=None"
+            )
+        super().__init__(embedding_dim, vocabulary, **kwargs)
+        self.item_embedding = item_embedding
+        self.window = None if window is None else check_positive_int(window, "window")
+        self.recency_decay = _check_decay(recency_decay)
+        self.combiner = check_choice(combiner, "combiner", COMBINERS)
+
+    @staticmethod
+    def _check_shared(
+        item: Any, embedding_dim: Any, vocabulary: Any, options: dict[str, Any]
+    ) -> int:
+        if not isinstance(item, IdEmbedding):
+            raise TypeError(
+                "`item_embedding` must be the candidate tower's IdEmbedding. "
+                f"Received: {type(item).__name__}"
+            )
+        if embedding_dim is not None and embedding_dim != item.embedding_dim:
+            raise ValueError(
+                f"`embedding_dim`={embedding_dim} differs from the shared "
+                f"item_embedding's {item.embedding_dim}. Leave it as None."
+            )
+        own = [key for key in _OWN_TABLE_OPTIONS if key in options]
+        if vocabulary is not None or own:
+            raise ValueError(
+                "With `item_embedding`, the vocabulary and table options come "
+                f"from that layer; remove {own or ['vocabulary']}."
+            )
+        return item.embedding_dim
+
+    # ----------------------------------------------------------------- state
+    @property
+    def is_adapted(self) -> bool:
+        if self.item_embedding is not None:
+            return self.item_embedding.is_adapted
+        return super().is_adapted
+
+    @property
+    def needs_adapt(self) -> bool:
+        return self.item_embedding is None and super().needs_adapt
+
+    def _not_adapted_hint(self) -> str:
+        if self.item_embedding is not None:
+            return (
+                f" on its shared item layer '{self.item_embedding.name}' (adapt "
+                "the candidate tower)"
+            )
+        return super()._not_adapted_hint()
+
+    def build(self, input_shape: Any = None) -> None:
+        if self.item_embedding is not None:
+            if not self.item_embedding.built:
+                self.item_embedding.build(None)
+            self.built = True
+            return
+        super().build(input_shape)
+
+    def _table(self) -> tf.keras.layers.Embedding:
+        if self.item_embedding is not None:
+            return self.item_embedding._embedding
+        return self._embedding
+
+    def get_vocabulary(self) -> list[Any]:
+        if self.item_embedding is not None:
+            return self.item_embedding.get_vocabulary()
+        return super().get_vocabulary()
+
+    # ----------------------------------------------------------------- calls
+    def _to_ragged(self, inputs: Any) -> tf.RaggedTensor:
+        if isinstance(inputs, tf.SparseTensor):
+            inputs = tf.RaggedTensor.from_sparse(inputs)
+        if not isinstance(inputs, tf.RaggedTensor):
+            inputs = tf.convert_to_tensor(inputs)
+            if inputs.shape.rank != 2:
+                raise ValueError(
+                    f"{self._owner()} expects a history shaped (batch, length) "
+                    "(e.g. from ctxfeatures.history.add_history, then batched) "
+                    f"or a ragged (batch, None) tensor. Received shape "
+                    f"{inputs.shape}."
+                )
+            self._check_dtype(inputs.dtype)
+            pad = _PAD_STRING if inputs.dtype == tf.string else _PAD_INT
+            return tf.ragged.boolean_mask(inputs, inputs != pad)
+        if inputs.shape.rank != 2:
+            raise ValueError(
+                f"{self._owner()} expects a history shaped (batch, None); "
+                f"received a ragged tensor of rank {inputs.shape.rank}."
+            )
+        self._check_dtype(inputs.dtype)
+        pad = _PAD_STRING if inputs.dtype == tf.string else _PAD_INT
+        return tf.ragged.boolean_mask(inputs, inputs != pad)
+
+    def _flat_ids(self, data: Any) -> tf.Tensor:
+        return self._to_ragged(data).flat_values
+
+    def _validate(self, inputs: Any) -> tf.RaggedTensor:
+        items = self._to_ragged(inputs)
+        if self.window is None:
+            return items
+        # The last `window` values of each row.
+        ends = items.row_limits()
+        starts = tf.maximum(items.row_starts(), ends - self.window)
+        positions = tf.ragged.range(starts, ends)
+        return positions.with_flat_values(
+            tf.gather(items.flat_values, positions.flat_values)
+        )
+
+    def _lookup_ids(self, ids: tf.Tensor) -> tf.Tensor:
+        if self.item_embedding is not None:
+            return self.item_embedding._lookup_ids(ids)
+        return super()._lookup_ids(ids)
+
+    def _transform(self, values: tf.RaggedTensor) -> tf.RaggedTensor:
+        return values.with_flat_values(self._lookup_ids(values.flat_values))
+
+    def embed(
+        self, prepared: tf.RaggedTensor, training: bool | None = None
+    ) -> tf.Tensor:
+        vectors = self._table()(prepared.flat_values)
+        rows = prepared.value_rowids()
+        weights = self._weights(prepared)
+        if weights is not None:
+            vectors = vectors * weights[:, None]
+        else:
+            weights = tf.ones_like(vectors[:, 0])
+        total = tf.math.unsorted_segment_sum(vectors, rows, prepared.nrows())
+        if self.combiner == "sum":
+            return total
+        if self.combiner == "mean":
+            norm = tf.math.unsorted_segment_sum(weights, rows, prepared.nrows())
+        else:
+            squares = tf.math.unsorted_segment_sum(weights**2, rows, prepared.nrows())
+            norm = tf.sqrt(squares)
+        # Empty rows have a zero total and a zero norm: keep them at zero.
+        return total / tf.maximum(norm, 1e-12)[:, None]
+
+    def _weights(self, prepared: tf.RaggedTensor) -> tf.Tensor | None:
+        if self.recency_decay is None or self.recency_decay == 1.0:
+            return None
+        rows = prepared.value_rowids()
+        position = tf.range(tf.shape(rows, out_type=tf.int64)[0])
+        # Steps back from each row's most recent item: 0, 1, 2, ...
+        age = tf.gather(prepared.row_limits(), rows) - 1 - position
+        return tf.pow(
+            tf.constant(self.recency_decay, tf.float32), tf.cast(age, tf.float32)
+        )
+
+    def input_signature(self) -> tf.TensorSpec:
+        dtype = tf.string if self.id_dtype == "string" else tf.int64
+        return tf.TensorSpec(shape=[None, None], dtype=dtype)
+
+    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+        input_shape = tf.TensorShape(input_shape)
+        batch = input_shape[0] if input_shape.rank else None
+        return tf.TensorShape([batch, self.output_dim])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "window": self.window,
+                "recency_decay": self.recency_decay,
+                "combiner": self.combiner,
+            }
+        )
+        if self.item_embedding is not None:
+            for key in ("embedding_dim", "vocabulary", *_OWN_TABLE_OPTIONS):
+                config.pop(key, None)
+            config["item_embedding"] = tf.keras.layers.serialize(self.item_embedding)
+        return config
+
+
+_OWN_TABLE_OPTIONS = (
+    "id_dtype",
+    "max_tokens",
+    "min_frequency",
+    "num_oov_indices",
+    "num_hash_bins",
+    "embeddings_initializer",
+    "embeddings_regularizer",
+)
+
+
+def _check_decay(decay: float | None) -> float | None:
+    if decay is None:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)):
+        raise TypeError(f"`recency_decay` must be a number. Received: {decay!r}")
+    if not (math.isfinite(decay) and 0.0 < decay <= 1.0):
+        raise ValueError(
+            f"`recency_decay` must be in (0, 1]. Received: recency_decay={decay!r}"
+        )
+    return float(decay)

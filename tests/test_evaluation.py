@@ -1,0 +1,147 @@
+"""evaluate_top_k: hit rate, NDCG, MRR and exclusion against a numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctxfeatures import evaluation
+
+
+class FixedScorer:
+    """A Scorer whose scores are a fixed matrix, one row per query id."""
+
+    def __init__(self, scores: np.ndarray, ids: list[str]) -> None:
+        self.table = tf.constant(scores, tf.float32)
+        self.candidate_ids = tf.constant(ids)
+        self.candidate_id = "item"
+        self.feature_names = ["query"]
+
+    def score(self, features):
+        return tf.gather(self.table, features["query"])
+
+
+def reference(scores, positives, excluded, ks):
+    """Plain numpy: rank = 1 + #non-excluded scores strictly above the positive."""
+    hits = {k: [] for k in ks}
+    ndcg = {k: [] for k in ks}
+    rr = []
+    for row, positive, seen in zip(scores, positives, excluded):
+        if positive < 0 or positive in seen:
+            rank = np.inf
+        else:
+            mask = np.ones(row.size, bool)
+            mask[list(seen)] = False
+            rank = 1 + np.sum(row[mask] > row[positive])
+        for k in ks:
+            hits[k].append(rank <= k)
+            ndcg[k].append(1 / np.log2(rank + 1) if rank <= k else 0.0)
+        rr.append(0.0 if np.isinf(rank) else 1 / rank)
+    out = {f"top_{k}": np.mean(hits[k]) for k in ks}
+    out.update({f"ndcg_{k}": np.mean(ndcg[k]) for k in ks})
+    out["mrr"] = np.mean(rr)
+    return out
+
+
+def test_hand_computed_ranks():
+    ids = ["a", "b", "c", "d"]
+    scorer = FixedScorer(np.array([[4.0, 3.0, 2.0, 1.0]]), ids)
+    data = tf.data.Dataset.from_tensor_slices(
+        {"query": [0, 0], "item": ["c", "zz"], "history": [["a", ""], ["", ""]]}
+    )
+    plain = evaluation.evaluate_top_k(scorer, data, ks=[1, 3])
+    # "c" ranks 3rd; "zz" is not in the catalogue: a miss.
+    assert plain["top_1"] == 0.0 and plain["top_3"] == 0.5
+    assert plain["ndcg_3"] == pytest.approx(0.5 * 1 / np.log2(4))
+    assert plain["mrr"] == pytest.approx(0.5 * 1 / 3)
+    seen = evaluation.evaluate_top_k(scorer, data, ks=[1, 3], exclude="history")
+    # Without "a", "c" ranks 2nd.
+    assert seen["top_3"] == 0.5 and seen["mrr"] == pytest.approx(0.5 * 1 / 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(2, 12),
+    st.integers(1, 20),
+    st.integers(0, 10_000),
+    st.booleans(),
+)
+def test_matches_numpy_reference(size, queries, seed, ragged):
+    rng = np.random.default_rng(seed)
+    # Integer scores make ties common: ties count for the positive (TFRS).
+    scores = rng.integers(0, 4, (queries, size)).astype(np.float32)
+    ids = [f"i{j}" for j in range(size)]
+    positives = rng.integers(-1, size, queries)
+    seen = [set(rng.choice(size, rng.integers(0, size), replace=False)) for _ in scores]
+    history = [[ids[j] for j in sorted(s)] for s in seen]
+    if ragged:
+        exclude = tf.ragged.constant(history, dtype=tf.string)
+    else:
+        width = max(1, max(len(h) for h in history))
+        exclude = tf.constant([[""] * (width - len(h)) + h for h in history])
+    item = [ids[p] if p >= 0 else "unknown" for p in positives]
+    ks = sorted({1, min(3, size), size})
+    data = tf.data.Dataset.from_tensors(
+        {"query": tf.range(queries), "item": tf.constant(item), "history": exclude}
+    )
+    got = evaluation.evaluate_top_k(
+        FixedScorer(scores, ids), data, ks=ks, exclude="history"
+    )
+    want = reference(scores, positives, seen, ks)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_duplicate_catalogue_ids_are_all_excluded():
+    scorer = FixedScorer(np.array([[5.0, 4.0, 1.0]]), ["a", "a", "b"])
+    data = tf.data.Dataset.from_tensor_slices(
+        {"query": [0], "item": ["b"], "history": [["a"]]}
+    )
+    assert evaluation.evaluate_top_k(scorer, data, ks=[1], exclude="history") == {
+        "top_1": 1.0,
+        "ndcg_1": 1.0,
+        "mrr": 1.0,
+    }
+
+
+def test_integer_ids():
+    scorer = FixedScorer(np.array([[1.0, 2.0]]), ["x", "y"])
+    scorer.candidate_ids = tf.constant([7, 8], tf.int64)
+    data = tf.data.Dataset.from_tensor_slices(
+        {"query": [0], "item": np.array([7], np.int32), "history": [[8, -1]]}
+    )
+    assert (
+        evaluation.evaluate_top_k(scorer, data, ks=[1], exclude="history")["top_1"]
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    "exclude, ks, error, match",
+    [
+        ("seen", [1], ValueError, "names feature 'seen', which the data lacks"),
+        ("query", [1], TypeError, "holds int32 but the catalogue ids are string"),
+        (None, [0], ValueError, "between 1 and the catalogue size \\(2\\)"),
+        (None, [3], ValueError, "between 1 and the catalogue size \\(2\\)"),
+        (None, [1.5], TypeError, "must be an integer"),
+    ],
+)
+def test_errors(exclude, ks, error, match):
+    scorer = FixedScorer(np.array([[1.0, 2.0]]), ["x", "y"])
+    data = tf.data.Dataset.from_tensor_slices({"query": [0], "item": ["x"]})
+    with pytest.raises(error, match=match):
+        evaluation.evaluate_top_k(scorer, data, ks=ks, exclude=exclude)
+
+
+def test_rejects_other_objects_and_empty_data():
+    with pytest.raises(TypeError, match="takes a RetrievalModel or a Scorer"):
+        evaluation.evaluate_top_k(
+            object(), tf.data.Dataset.from_tensor_slices({"query": [0]})
+        )
+    scorer = FixedScorer(np.array([[1.0, 2.0]]), ["x", "y"])
+    empty = tf.data.Dataset.from_tensor_slices({"query": [0], "item": ["x"]}).take(0)
+    with pytest.raises(ValueError, match="empty dataset"):
+        evaluation.evaluate_top_k(scorer, empty, ks=[1])

@@ -1,0 +1,122 @@
+"""The exported recommender with history: TensorFlow only, exclusion, edge cases."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_python
+
+import ctxfeatures as cf
+from ctxfeatures.history import add_history
+
+ITEMS = [f"item {i}" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def history_model():
+    tf.keras.utils.set_random_seed(4)
+    rng = np.random.default_rng(4)
+    n = 1500
+    users = rng.integers(0, 30, n)
+    # Each user walks through the catalogue: the next item follows the last.
+    steps = np.zeros(30, int)
+    walk = []
+    for u in users:
+        walk.append(ITEMS[(u + steps[u]) % 12])
+        steps[u] += 1
+    log = {
+        "user_id": np.array([f"u{u}" for u in users]),
+        "item": np.array(walk),
+        "timestamp": np.arange(n, dtype=np.int64) * 60,
+    }
+    events = add_history(
+        tf.data.Dataset.from_tensor_slices(log), item="item", max_length=8
+    )
+    catalogue = tf.data.Dataset.from_tensor_slices({"item": ITEMS})
+    item = cf.IdEmbedding(8)
+    model = cf.build_retrieval_model(
+        {
+            "user_id": cf.IdEmbedding(8),
+            "history": cf.HistoryEmbedding(item_embedding=item, window=3),
+            "seconds_since_last": cf.DurationBuckets(4),
+        },
+        {"item": item},
+        catalogue,
+        candidate_id="item",
+        adapt_data=events,
+        head_units=(8,),
+    )
+    model.compile(tf.keras.optimizers.Adam(0.01))
+    model.fit(model.prepare(events.batch(128)).cache(), epochs=3, verbose=0)
+    return model, events
+
+
+def test_history_model_evaluates_with_exclusion(history_model):
+    model, events = history_model
+    plain = model.evaluate_top_k(events.batch(256), ks=(1, 12))
+    seen = model.evaluate_top_k(events.batch(256), ks=(1, 12), exclude="history")
+    assert set(plain) == set(seen) == {"top_1", "top_12", "ndcg_1", "ndcg_12", "mrr"}
+    # The model learned the walk: far better than chance (1/12).
+    assert plain["top_1"] > 0.5
+    prepared = model.prepare(events.batch(256))
+    assert model.evaluate_top_k(prepared, ks=(1, 12)) == pytest.approx(plain)
+
+
+def test_export_excludes_history_and_serves_without_ctxfeatures(
+    history_model, tmp_path
+):
+    model, _ = history_model
+    path = str(tmp_path / "recommender")
+    model.export_recommender(path, k=4, exclude="history")
+    requests = {
+        "user_id": ["u1", "never-seen", "u2", "u3"],
+        "history": [
+            [""] * 7 + ["item 1", "item 2", "item 3"],
+            [""] * 10,  # an unseen user with an empty history
+            ["item 0", "item 5", "unknown item"] + [""] * 7,
+            ITEMS[:10],  # only two candidates left for k=4
+        ],
+        "seconds_since_last": [60, -1, 3600, 10**9],
+    }
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["ctxfeatures"] = None  # importing it would now fail
+        import tensorflow as tf
+        served = tf.saved_model.load({path!r}).signatures["serving_default"]
+        out = served(user_id=tf.constant({requests["user_id"]!r}),
+                     history=tf.constant({requests["history"]!r}),
+                     seconds_since_last=tf.constant(
+                         {requests["seconds_since_last"]!r}, tf.int64))
+        print(json.dumps({{"ids": out["ids"].numpy().astype(str).tolist(),
+                           "scores": out["scores"].numpy().tolist()}}))
+        """
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    for ids, history in zip(served["ids"], requests["history"]):
+        assert not set(ids) & set(history) - {""}
+    assert len(set(served["ids"][1])) == 4
+    # Two candidates remain for the last request: the rest is padding.
+    assert sorted(served["ids"][3][:2]) == ["item 10", "item 11"]
+    assert served["ids"][3][2:] == ["", ""]
+    assert served["scores"][3][2:] == [-np.inf, -np.inf]
+    # The same ranking as the model itself, for the unseen user.
+    query = {key: tf.constant(value[1:2]) for key, value in requests.items()}
+    _, vectors = model.candidate_embeddings()
+    scores = tf.matmul(model.query_tower(query), vectors, transpose_b=True)[0]
+    expected = [ITEMS[i] for i in np.argsort(-scores.numpy())[:4]]
+    assert served["ids"][1] == expected
+
+
+def test_export_exclude_errors(history_model, tmp_path):
+    model, _ = history_model
+    with pytest.raises(ValueError, match="`exclude`='seconds_since_last'"):
+        model.export_recommender(str(tmp_path / "x"), exclude="seconds_since_last")
+    with pytest.raises(ValueError, match="between 1 and the catalogue size"):
+        model.export_recommender(str(tmp_path / "y"), k=np.int64(13))
