@@ -18,7 +18,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 
@@ -26,7 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 import ctxfeatures as cf  # noqa: I001  (routes tf.keras to Keras 2 first)
+from ctxfeatures.datasets import movielens  # noqa: E402
 from ctxfeatures.history import add_history  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from child import run_child  # noqa: E402
 
 BATCH = 4096
 
@@ -79,17 +82,7 @@ def prepare_child(size: int, max_length: int) -> None:
 
 
 def prepare_run(size: int, max_length: int) -> dict:
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = (
-        f"import sys; sys.path.insert(0, {here!r}); import history; "
-        f"history.prepare_child({size}, {max_length})"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child("history", f"prepare_child({size}, {max_length})")
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
@@ -105,7 +98,7 @@ def training_throughput(data_dir: str | None, epochs: int) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     import movielens_context as study
 
-    ratings, movie_columns = cf.datasets.movielens.load_arrays(data_dir)
+    ratings, movie_columns = movielens.load_arrays(data_dir)
     movies = tf.data.Dataset.from_tensor_slices(movie_columns)
     split = study.make_split(ratings, "chronological", 42)
     spec = study.MODELS["best"]

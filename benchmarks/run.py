@@ -16,7 +16,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import ctxfeatures as cf  # noqa: I001  (routes tf.keras to Keras 2 first)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tutorial_reference as ref  # noqa: E402
+from child import run_child, run_python  # noqa: E402
 
 from ctxfeatures.datasets import movielens  # noqa: E402
 
@@ -156,30 +156,12 @@ def serving(model, ref_model, movies_titles, repeats):
     )
     tf.saved_model.save(index, os.path.join(folder, "ref"))
     here = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run(
-        [sys.executable, os.path.join(here, "serve.py"), folder, str(repeats)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_python(os.path.join(here, "serve.py"), folder, str(repeats))
 
 
 def scale_run(size: int, items: int) -> dict:
     """One epoch on synthetic data in a child process, for its own peak RSS."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = (
-        f"import sys; sys.path.insert(0, {here!r}); import scale; "
-        f"scale.main({size}, {items})"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child("scale", f"main({size}, {items})")
 
 
 def row(name, a, b, better="lower"):

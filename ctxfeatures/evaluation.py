@@ -165,12 +165,14 @@ class _Ranker:
 class _ScorerRanker(_Ranker):
     def __init__(self, scorer: Scorer) -> None:
         super().__init__(scorer.candidate_ids)
-        self.scorer = scorer
+        # Weak: the cache below is keyed by the scorer, which must stay free
+        # to be collected.
+        self._scorer = weakref.ref(scorer)
         self.key = scorer.candidate_id
         self.feature_names = list(scorer.feature_names)
 
     def scores(self, batch: Mapping[str, Any], extra: Any) -> tuple[Any, Any]:
-        return tf.cast(self.scorer.score(batch), tf.float32), None
+        return tf.cast(self._scorer().score(batch), tf.float32), None
 
 
 class _ModelRanker(_Ranker):
@@ -180,14 +182,14 @@ class _ModelRanker(_Ranker):
     def __init__(self, model: Any) -> None:
         ids, _ = model.candidate_embeddings()
         super().__init__(ids)
-        self.model = model
+        self._model = weakref.ref(model)  # see _ScorerRanker
         self.key = model.candidate_id
         self.feature_names = (
             model.query_tower.feature_names + model.candidate_tower.feature_names
         )
 
     def scores(self, batch: Mapping[str, Any], catalogue: tf.Tensor) -> tuple:
-        query, candidate = self.model._embed_pair(batch, training=False)
+        query, candidate = self._model()._embed_pair(batch, training=False)
         scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
         return scores, tf.reduce_sum(query * candidate, axis=1)
 

@@ -101,12 +101,13 @@ def tutorial_time(title: cf.IdEmbedding, extrapolate: bool = False) -> Features:
 
 
 def robust_time() -> cf.TimestampBuckets:
-    """Time buckets that cannot hurt past the training range.
+    """Time buckets that do not hurt past the training range.
 
     A zero vector past the range (the default), and the time hidden from 80%
-    of training examples, so the model learns to do without it.
+    of training examples, so the model learns to do without it; 100 buckets
+    of equal mass, so every one is trained.
     """
-    return cf.TimestampBuckets(8, num_buckets=1000, dropout=0.8)
+    return cf.TimestampBuckets(8, boundaries="quantile", num_buckets=100, dropout=0.8)
 
 
 def tutorial_robust_time(title: cf.IdEmbedding) -> Features:
@@ -173,7 +174,7 @@ MODELS = {
         ),
         Model(
             "tutorial+robust time",
-            "user id + 8-d time buckets, zero past the range, dropout 0.8",
+            "user id + 8-d quantile time buckets, zero past the range, dropout 0.8",
             tutorial_robust_time,
             title_features,
             TUTORIAL,

@@ -145,3 +145,16 @@ def test_rejects_other_objects_and_empty_data():
     empty = tf.data.Dataset.from_tensor_slices({"query": [0], "item": ["x"]}).take(0)
     with pytest.raises(ValueError, match="empty dataset"):
         evaluation.evaluate_top_k(scorer, empty, ks=[1])
+
+
+def test_evaluating_keeps_no_recommender_alive():
+    import gc
+    import weakref
+
+    scorer = FixedScorer(np.array([[1.0, 2.0]]), ["x", "y"])
+    data = tf.data.Dataset.from_tensor_slices({"query": [0], "item": ["x"]})
+    evaluation.evaluate_top_k(scorer, data, ks=[1])
+    alive = weakref.ref(scorer)
+    del scorer
+    gc.collect()
+    assert alive() is None

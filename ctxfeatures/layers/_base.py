@@ -357,6 +357,18 @@ class FeatureLayer(tf.keras.layers.Layer):
         return tf.TensorShape([batch, self.output_dim])
 
 
+class StatelessMixin:
+    """For feature layers that learn nothing from data: always adapted."""
+
+    @property
+    def is_adapted(self) -> bool:
+        return True
+
+    @property
+    def needs_adapt(self) -> bool:
+        return False
+
+
 def in_shape_inference_graph() -> bool:
     """True while Keras traces ``call`` only to infer output shapes.
 

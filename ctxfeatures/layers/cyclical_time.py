@@ -8,6 +8,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from ctxfeatures.layers._base import StatelessMixin
 from ctxfeatures.layers._timestamps import TimestampFeature
 
 #: Period of each component, in seconds. A year is the mean Gregorian year.
@@ -21,7 +22,7 @@ _PHASE_SHIFT = {"hour_of_day": 0, "day_of_week": 3 * 86_400, "day_of_year": 0}
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
-class CyclicalTime(TimestampFeature):
+class CyclicalTime(StatelessMixin, TimestampFeature):
     """Encodes int64 seconds as ``(sin, cos)`` of cyclical components.
 
     Output shape is ``(batch, 2 * len(components))``, ordered
@@ -80,14 +81,6 @@ class CyclicalTime(TimestampFeature):
     @property
     def output_dim(self) -> int:
         return 2 * len(self.components)
-
-    @property
-    def is_adapted(self) -> bool:
-        return True
-
-    @property
-    def needs_adapt(self) -> bool:
-        return False
 
     def _transform(self, values: tf.Tensor) -> tf.Tensor:
         seconds = values + self.utc_offset_hours * 3600.0

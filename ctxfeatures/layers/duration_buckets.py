@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from ctxfeatures.layers._base import (
     FeatureLayer,
+    StatelessMixin,
     as_column,
     check_positive_int,
     check_timestamp_dtype,
@@ -21,7 +22,7 @@ _TEN_YEARS = 315_576_000.0
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
-class DurationBuckets(FeatureLayer):
+class DurationBuckets(StatelessMixin, FeatureLayer):
     """Embeds a duration in seconds by its log-spaced bucket.
 
     Meant for ``seconds_since_last`` from
@@ -98,14 +99,6 @@ class DurationBuckets(FeatureLayer):
     @property
     def output_dim(self) -> int:
         return self.embedding_dim
-
-    @property
-    def is_adapted(self) -> bool:
-        return True
-
-    @property
-    def needs_adapt(self) -> bool:
-        return False
 
     def get_edges(self) -> np.ndarray:
         """The ``num_buckets - 1`` bucket edges, in seconds."""

@@ -165,24 +165,16 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
 
     # ----------------------------------------------------------------- calls
     def _to_ragged(self, inputs: Any) -> tf.RaggedTensor:
+        """The history as ``(batch, None)`` ragged ids, padding dropped."""
         if isinstance(inputs, tf.SparseTensor):
             inputs = tf.RaggedTensor.from_sparse(inputs)
         if not isinstance(inputs, tf.RaggedTensor):
             inputs = tf.convert_to_tensor(inputs)
-            if inputs.shape.rank != 2:
-                raise ValueError(
-                    f"{self._owner()} expects a history shaped (batch, length) "
-                    "(e.g. from ctxfeatures.history.add_history, then batched) "
-                    f"or a ragged (batch, None) tensor. Received shape "
-                    f"{inputs.shape}."
-                )
-            self._check_dtype(inputs.dtype)
-            pad = _PAD_STRING if inputs.dtype == tf.string else _PAD_INT
-            return tf.ragged.boolean_mask(inputs, inputs != pad)
         if inputs.shape.rank != 2:
             raise ValueError(
-                f"{self._owner()} expects a history shaped (batch, None); "
-                f"received a ragged tensor of rank {inputs.shape.rank}."
+                f"{self._owner()} expects a history shaped (batch, length) "
+                "(e.g. from ctxfeatures.history.add_history, then batched) or a "
+                f"ragged (batch, None) tensor. Received shape {inputs.shape}."
             )
         self._check_dtype(inputs.dtype)
         pad = _PAD_STRING if inputs.dtype == tf.string else _PAD_INT
