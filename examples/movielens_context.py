@@ -134,13 +134,7 @@ def best(title: cf.IdEmbedding) -> Features:
 
 
 def best_with_absolute_time(title: cf.IdEmbedding) -> Features:
-    return {
-        **best(title),
-        "timestamp": [
-            cf.TimestampBuckets(8, num_buckets=1000, dropout=0.5),
-            cf.CyclicalTime(),
-        ],
-    }
+    return {**best(title), "timestamp": robust_time()}
 
 
 BOTH = PROTOCOLS
