@@ -142,7 +142,9 @@ class _Ranker:
             # A true item among the excluded ones cannot be recommended.
             seen_positive = tf.gather(seen, tf.maximum(distinct, 0), batch_dims=1)
             miss |= seen_positive & (distinct >= 0)
-        rank = 1.0 + tf.reduce_sum(tf.cast(better, tf.float64), axis=1)
+        # Integer counting is the cheap pass over the (batch, catalogue) scores.
+        count = tf.reduce_sum(tf.cast(better, tf.int32), axis=1)
+        rank = 1.0 + tf.cast(count, tf.float64)
         found = tf.cast(~miss, tf.float64)
         cut = tf.cast(cutoffs, tf.float64)[None, :]
         hits = tf.cast(rank[:, None] <= cut, tf.float64) * found[:, None]
