@@ -46,15 +46,22 @@ def _catalogue(items: np.ndarray, candidates: Any, item: str, owner: str):
     return ids
 
 
-def _popularity_order(items: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
-    """Scores ``C - 1 .. 0`` by descending count (ties: catalogue order)."""
-    index = {value: i for i, value in enumerate(catalogue.tolist())}
-    known = np.asarray([index.get(value, -1) for value in items.tolist()], np.int64)
-    counts = np.bincount(known[known >= 0], minlength=catalogue.size)
+def _positions(items: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
+    """Catalogue position of each item; -1 for items outside the catalogue."""
+    order = np.argsort(catalogue, kind="stable")
+    found = np.searchsorted(catalogue, items, sorter=order)
+    found = np.minimum(found, catalogue.size - 1)
+    positions = order[found]
+    return np.where(catalogue[positions] == items, positions, -1).astype(np.int64)
+
+
+def _popularity_order(positions: np.ndarray, size: int) -> np.ndarray:
+    """Scores ``size - 1 .. 0`` by descending count (ties: catalogue order)."""
+    counts = np.bincount(positions[positions >= 0], minlength=size)
     # A strict order: no two candidates tie, so ranks are never optimistic.
-    order = np.lexsort((np.arange(catalogue.size), -counts))
-    scores = np.empty(catalogue.size, np.float32)
-    scores[order] = np.arange(catalogue.size, 0, -1) - 1
+    order = np.lexsort((np.arange(size), -counts))
+    scores = np.empty(size, np.float32)
+    scores[order] = np.arange(size, 0, -1) - 1
     return scores
 
 
@@ -148,7 +155,8 @@ class MostPopular(_Baseline):
         if self.window_seconds is not None:
             times = columns[time]
             items = items[times > times.max() - self.window_seconds]
-        self._scores = tf.constant(_popularity_order(items, catalogue))
+        positions = _positions(items, catalogue)
+        self._scores = tf.constant(_popularity_order(positions, catalogue.size))
         self.candidate_ids = tf.constant(catalogue)
         self.candidate_id = item
         return self
@@ -242,8 +250,9 @@ class EASE(_Baseline):
             raise ValueError(f"{owner}: received no events.")
         catalogue = _catalogue(items, candidates, item, owner)
         self._check_size(catalogue.size)
-        weights = self._solve(columns[user], items, catalogue)
-        popularity = _popularity_order(items, catalogue) / catalogue.size
+        positions = _positions(items, catalogue)
+        weights = self._solve(columns[user], positions, catalogue.size)
+        popularity = _popularity_order(positions, catalogue.size) / catalogue.size
         # Ties (e.g. an empty history) are broken by popularity.
         self._popularity = tf.constant(1e-6 * popularity, tf.float32)
         self._weights = tf.Variable(weights, trainable=False, name="ease_weights")
@@ -267,18 +276,14 @@ class EASE(_Baseline):
                 "as candidates, or raise `max_items` if the memory is there."
             )
 
-    def _solve(
-        self, users: np.ndarray, items: np.ndarray, catalogue: np.ndarray
-    ) -> np.ndarray:
+    def _solve(self, users: np.ndarray, columns: np.ndarray, size: int) -> np.ndarray:
         from scipy import sparse
 
-        index = {value: i for i, value in enumerate(catalogue.tolist())}
-        columns = np.asarray([index.get(v, -1) for v in items.tolist()], np.int64)
         keep = columns >= 0
         _, rows = np.unique(users[keep], return_inverse=True)
         matrix = sparse.csr_matrix(
             (np.ones(keep.sum()), (rows, columns[keep])),
-            shape=(int(rows.max()) + 1 if rows.size else 0, catalogue.size),
+            shape=(int(rows.max()) + 1 if rows.size else 0, size),
         )
         matrix.data[:] = 1.0  # repeated events count once
         gram = (matrix.T @ matrix).toarray()

@@ -181,8 +181,7 @@ class _ModelRanker(_Ranker):
     """A RetrievalModel: the true item is scored through the candidate tower,
     exactly as TFRS' FactorizedTopK does."""
 
-    def __init__(self, model: Any) -> None:
-        ids, _ = model.candidate_embeddings()
+    def __init__(self, model: Any, ids: tf.Tensor) -> None:
         super().__init__(ids)
         self._model = weakref.ref(model)  # see _ScorerRanker
         self.key = model.candidate_id
@@ -204,10 +203,12 @@ def _ranker(model_or_scorer: Any) -> tuple[_Ranker, Any]:
     from ctxfeatures.retrieval import RetrievalModel
 
     if isinstance(model_or_scorer, RetrievalModel):
+        # Embedded once per evaluation: the catalogue's vectors change in fit.
+        ids, vectors = model_or_scorer.candidate_embeddings()
         ranker = _RANKERS.get(model_or_scorer)
         if ranker is None:
-            ranker = _RANKERS[model_or_scorer] = _ModelRanker(model_or_scorer)
-        return ranker, model_or_scorer.candidate_embeddings()[1]
+            ranker = _RANKERS[model_or_scorer] = _ModelRanker(model_or_scorer, ids)
+        return ranker, vectors
     if not isinstance(model_or_scorer, Scorer):
         raise TypeError(
             "evaluate_top_k() takes a RetrievalModel or a Scorer (an object with "

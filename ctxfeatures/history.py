@@ -131,9 +131,10 @@ def add_history(
 
 # ----------------------------------------------------------------- columns
 def _check_columns(
-    columns: Mapping[str, Any], user: str, item: str, time: str
+    events: Any, user: str, item: str, time: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    columns = read_columns(columns, (user, item, time), _OWNER, _ROLES)
+    """The checked user, item and time columns of a dataset or a mapping."""
+    columns = read_columns(events, (user, item, time), _OWNER, _ROLES)
     users, items, times = (columns[key] for key in (user, item, time))
     if users.ndim != 1 or items.ndim != 1 or times.ndim != 1:
         raise ValueError(
@@ -247,8 +248,7 @@ def _add_to_dataset(
             f"{_OWNER} takes an unbatched dataset (one event per element); call "
             "it before `.batch()`, or on `dataset.unbatch()`."
         )
-    columns = read_columns(events, (user, item, time), _OWNER, _ROLES)
-    users, items, times = _check_columns(columns, user, item, time)
+    users, items, times = _check_columns(events, user, item, time)
     order, offsets = _offsets(users, times, max_length)
     pad = PAD_STRING if items.dtype.kind == "U" else PAD_INT
     # Items are stored once, sorted by user and time; string items as int32
@@ -259,7 +259,7 @@ def _add_to_dataset(
         codes = tf.constant(codes.astype(np.int32)[order])
     else:
         table, codes = None, tf.constant(items[order], tf.int64)
-    del order, items, users, times, columns
+    del order, items, users, times
     width = tf.range(max_length, dtype=tf.int64)
 
     def gather(batch: dict[str, tf.Tensor], bounds: dict[str, tf.Tensor]) -> dict:
