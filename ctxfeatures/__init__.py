@@ -6,6 +6,7 @@ from ctxfeatures._compat import ensure_keras2
 ensure_keras2()
 
 from ctxfeatures import baselines, evaluation, history  # noqa: E402
+from ctxfeatures.catalogue import Catalogue  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     CyclicalTime,
     DurationBuckets,
@@ -14,20 +15,23 @@ from ctxfeatures.layers import (  # noqa: E402
     IdEmbedding,
     MultiIdEmbedding,
     NormalizedTimestamp,
+    OneStageFeatureLayer,
     TextEmbedding,
     TimestampBuckets,
 )
+from ctxfeatures.losses import InBatchSoftmax  # noqa: E402
 from ctxfeatures.retrieval import (  # noqa: E402
-    InBatchSoftmax,
+    PreparedBatch,
     RetrievalModel,
     build_retrieval_model,
-    with_sampling_probability,
 )
+from ctxfeatures.sampling import with_sampling_probability  # noqa: E402
 from ctxfeatures.tower import Tower, adapt_towers  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Catalogue",
     "CyclicalTime",
     "DurationBuckets",
     "FeatureLayer",
@@ -36,6 +40,8 @@ __all__ = [
     "InBatchSoftmax",
     "MultiIdEmbedding",
     "NormalizedTimestamp",
+    "OneStageFeatureLayer",
+    "PreparedBatch",
     "RetrievalModel",
     "TextEmbedding",
     "TimestampBuckets",

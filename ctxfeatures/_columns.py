@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import is_batched
+from ctxfeatures.layers._inputs import is_batched
 
 _READ_BATCH = 1 << 16
 

@@ -17,7 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import batched, check_feature_dataset
+from ctxfeatures.catalogue import Catalogue, CatalogueIndex
+from ctxfeatures.layers._inputs import batched, check_feature_dataset
+from ctxfeatures.tower import PreparedBatch
 
 __all__ = ["DEFAULT_KS", "CatalogueIndex", "Scorer", "evaluate_top_k"]
 
@@ -44,67 +46,6 @@ class Scorer(Protocol):
 
     def score(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """``(batch, num_candidates)`` scores of a batch of queries (traceable)."""
-
-
-class CatalogueIndex(tf.Module):
-    """Catalogue ids and the lookups that rank and exclude by id.
-
-    Shared by evaluation and the exported recommender; a ``tf.Module``, so a
-    SavedModel that holds one keeps its lookup table.
-
-    Args:
-        ids: ``(num_candidates,)`` string or integer ids, duplicates allowed.
-    """
-
-    def __init__(self, ids: Any) -> None:
-        super().__init__(name="catalogue_index")
-        ids = tf.convert_to_tensor(ids)
-        self.ids = ids if ids.dtype == tf.string else tf.cast(ids, tf.int64)
-        unique, position = tf.unique(self.ids)
-        self.unique_count = int(unique.shape[0])
-        self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                unique, tf.range(self.unique_count, dtype=tf.int64)
-            ),
-            default_value=-1,
-        )
-        # Catalogue position -> distinct id, and distinct id -> first position.
-        self.position = tf.cast(position, tf.int64)
-        self.first = tf.math.unsorted_segment_min(
-            tf.range(tf.shape(self.ids, out_type=tf.int64)[0]),
-            self.position,
-            self.unique_count,
-        )
-
-    def lookup(self, values: tf.Tensor) -> tf.Tensor:
-        """Distinct-id index of each value; -1 for ids outside the catalogue."""
-        if values.dtype != self.ids.dtype:
-            values = tf.cast(values, tf.int64)
-        return self.table.lookup(values)
-
-    def seen(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
-        """``(batch, distinct ids)`` mask of each row's items in ``exclude``.
-
-        ``exclude`` is ``(batch, length)`` or ragged; padding and ids outside
-        the catalogue are ignored.
-        """
-        if isinstance(exclude, tf.RaggedTensor):
-            rows, values = exclude.value_rowids(), exclude.flat_values
-        else:
-            width = tf.shape(exclude, out_type=tf.int64)[1]
-            rows = tf.repeat(tf.range(batch), width)
-            values = tf.reshape(exclude, [-1])
-        distinct = self.lookup(values)
-        flat = tf.boolean_mask(rows * self.unique_count + distinct, distinct >= 0)
-        cells = tf.cast(batch * self.unique_count, tf.int32)
-        counts = tf.math.bincount(
-            tf.cast(flat, tf.int32), minlength=cells, maxlength=cells
-        )
-        return tf.reshape(counts > 0, [-1, self.unique_count])
-
-    def excluded(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
-        """``(batch, num_candidates)`` mask of the catalogue entries to drop."""
-        return tf.gather(self.seen(exclude, batch), self.position, axis=1)
 
 
 class _Ranker:
@@ -190,7 +131,7 @@ class _ModelRanker(_Ranker):
         )
 
     def scores(self, batch: Mapping[str, Any], catalogue: tf.Tensor) -> tuple:
-        query, candidate = self._model()._embed_pair(batch, training=False)
+        query, candidate = self._model().embed_batch(batch, training=False)
         scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
         return scores, tf.reduce_sum(query * candidate, axis=1)
 
@@ -199,12 +140,17 @@ class _ModelRanker(_Ranker):
 _RANKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _ranker(model_or_scorer: Any) -> tuple[_Ranker, Any]:
-    from ctxfeatures.retrieval import RetrievalModel
+def _is_two_tower(model: Any) -> bool:
+    # A RetrievalModel, recognised by what is used (this module sits below it).
+    return isinstance(getattr(model, "catalogue", None), Catalogue) and hasattr(
+        model, "embed_batch"
+    )
 
-    if isinstance(model_or_scorer, RetrievalModel):
+
+def _ranker(model_or_scorer: Any) -> tuple[_Ranker, Any]:
+    if _is_two_tower(model_or_scorer):
         # Embedded once per evaluation: the catalogue's vectors change in fit.
-        ids, vectors = model_or_scorer.candidate_embeddings()
+        ids, vectors = model_or_scorer.catalogue.embed()
         ranker = _RANKERS.get(model_or_scorer)
         if ranker is None:
             ranker = _RANKERS[model_or_scorer] = _ModelRanker(model_or_scorer, ids)
@@ -309,7 +255,8 @@ def evaluate_top_k(
         >>> evaluation.evaluate_top_k(popular, test, ks=[1], exclude="history")
         {'top_1': 1.0, 'ndcg_1': 1.0, 'mrr': 1.0}
     """
-    check_feature_dataset(data, "evaluate_top_k()")
+    if not (isinstance(data, tf.data.Dataset) and _is_prepared(data.element_spec)):
+        check_feature_dataset(data, "evaluate_top_k()")
     ranker, extra = _ranker(model_or_scorer)
     ks = _check_ks(ks, int(ranker.ids.shape[0]))
     spec = data.element_spec
@@ -353,6 +300,4 @@ def evaluate_top_k(
 
 
 def _is_prepared(spec: Any) -> bool:
-    from ctxfeatures.retrieval import _QUERY
-
-    return isinstance(spec, Mapping) and _QUERY in spec
+    return isinstance(spec, PreparedBatch)

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxfeatures._columns import as_ids, read_columns
-from ctxfeatures.layers._base import check_positive_int
+from ctxfeatures.layers._inputs import check_positive_int
 
 __all__ = [
     "HISTORY",

@@ -1,96 +1,29 @@
-"""RetrievalModel: two towers, in-batch softmax training, fast top-k evaluation."""
+"""RetrievalModel: two towers trained with in-batch softmax on TFRS.
+
+The model keeps the towers, the TFRS retrieval task, the loss computation and
+the gathering of candidates across replicas. The catalogue lives in
+:mod:`ctxfeatures.catalogue`, the loss in :mod:`ctxfeatures.losses`, top-k
+evaluation in :mod:`ctxfeatures.evaluation` and export in
+:mod:`ctxfeatures.serving`.
+"""
 
 from __future__ import annotations
 
-import types
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ctxfeatures.layers._base import batched, check_feature_dataset, is_batched
-from ctxfeatures.tower import FeatureSpec, Tower, adapt_towers
+from ctxfeatures.catalogue import Catalogue
+from ctxfeatures.evaluation import evaluate_top_k
+from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
+from ctxfeatures.losses import InBatchSoftmax
+from ctxfeatures.serving import export_recommender
+from ctxfeatures.tower import FeatureSpec, PreparedBatch, Tower, adapt_towers
 
 _EVAL_BATCH = 4096
-
-
-# Keys of a prepared batch (see RetrievalModel.prepare); "/" keeps them apart
-# from feature names users are likely to have.
-_QUERY = "ctxfeatures/query"
-_CANDIDATE = "ctxfeatures/candidate"
-# Our graph code has no tensor-dependent Python control flow: skipping
-# AutoGraph's source transformation cuts tracing time (about 0.5 s per fit).
-_static = tf.autograph.experimental.do_not_convert
-
-
-def _is_prepared(features: Any) -> bool:
-    return isinstance(features, Mapping) and _QUERY in features
-
-
-@tf.keras.utils.register_keras_serializable(package="ctxfeatures")
-class InBatchSoftmax(tf.keras.losses.Loss):
-    """The TFRS retrieval loss, without materialising its label matrix.
-
-    ``tfrs.tasks.Retrieval`` scores every query against every candidate of the
-    batch and passes ``labels = tf.eye(num_queries, num_candidates)``: query
-    ``i``'s positive is column ``i``. Softmax cross-entropy against those
-    labels is ``logsumexp(scores_i) - scores_ii``, which this loss computes
-    directly. The values equal TFRS' default
-    ``CategoricalCrossentropy(from_logits=True, reduction=SUM)``; the step is
-    faster because the dense label matrix is never built or read. Temperature,
-    logQ correction and accidental-hit removal are applied by the task to the
-    scores before this loss sees them, as with the default.
-
-    :class:`RetrievalModel` uses it; it also drops into a plain TFRS model:
-    ``tfrs.tasks.Retrieval(loss=ctxfeatures.InBatchSoftmax())``. It assumes
-    those identity labels, so do not combine it with TFRS' hard-negative
-    mining, which reorders them.
-
-    Args:
-        name: Name of the loss.
-
-    Example:
-        >>> scores = tf.constant([[1.0, 0.0], [2.0, 2.0]])
-        >>> round(float(ctxfeatures.InBatchSoftmax()(tf.eye(2), scores)), 4)
-        1.0064
-    """
-
-    def __init__(self, name: str = "in_batch_softmax") -> None:
-        super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-    @_static
-    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        # y_true is the identity by construction; reading it would cost a
-        # (batch, batch) tensor per step.
-        del y_true
-        return _softmax_cross_entropy_on_diagonal(y_pred)
-
-
-@tf.custom_gradient
-def _softmax_cross_entropy_on_diagonal(scores: tf.Tensor) -> Any:
-    """``logsumexp(scores_i) - scores_ii`` per row, with a hand-written gradient.
-
-    The gradient is ``softmax(scores) - I``. Written out, it reuses the
-    forward pass's exponentials and edits the diagonal in place, where
-    autodiff would recompute them and add a dense matrix for the diagonal:
-    on a 2048 x 2048 batch this halves the loss's share of the step.
-    """
-    peak = tf.stop_gradient(tf.reduce_max(scores, axis=1, keepdims=True))
-    exps = tf.exp(scores - peak)
-    sums = tf.reduce_sum(exps, axis=1, keepdims=True)
-    loss = tf.squeeze(tf.math.log(sums) + peak, 1) - tf.linalg.diag_part(scores)
-
-    def grad(upstream: tf.Tensor) -> tf.Tensor:
-        probabilities = exps * (upstream[:, None] / sums)
-        diagonal = tf.linalg.diag_part(probabilities) - upstream
-        return tf.linalg.set_diag(probabilities, diagonal)
-
-    return loss, grad
 
 
 class RetrievalModel(tfrs.models.Model):
@@ -158,10 +91,7 @@ class RetrievalModel(tfrs.models.Model):
         self.remove_accidental_hits = remove_accidental_hits
         self.sample_weight_key = sample_weight
         self.sampling_probability_key = candidate_sampling_probability
-        # Held outside Keras tracking: a dataset is not model state.
-        self._data = types.SimpleNamespace(
-            catalogue=self._check_catalogue(candidates), batches={}, functions={}
-        )
+        self.catalogue = Catalogue(candidates, candidate_id, candidate_tower)
         self.task = tfrs.tasks.Retrieval(
             loss=InBatchSoftmax(),
             metrics=None,
@@ -172,79 +102,19 @@ class RetrievalModel(tfrs.models.Model):
         query_tower.build()
         candidate_tower.build()
 
-    # ----------------------------------------------------------------- catalogue
-    def _check_catalogue(self, candidates: tf.data.Dataset) -> tf.data.Dataset:
-        tower = self.candidate_tower
-        if not isinstance(candidates, tf.data.Dataset) or not isinstance(
-            candidates.element_spec, Mapping
-        ):
-            raise TypeError(
-                f"Tower '{tower.name}': `candidates` must be a tf.data.Dataset of "
-                f"feature dicts; received {type(candidates).__name__}."
-            )
-        spec = candidates.element_spec
-        for key in [self.candidate_id, *tower.feature_names]:
-            if key not in spec:
-                raise ValueError(
-                    f"Tower '{tower.name}': the catalogue has no feature '{key}'. "
-                    f"Catalogue keys: {sorted(spec)}."
-                )
-        for feature, expected in tower.input_signature().items():
-            got = spec[feature].dtype
-            compatible = got == expected.dtype or (
-                got.is_integer and expected.dtype.is_integer
-            )
-            if not compatible:
-                raise TypeError(
-                    f"Tower '{tower.name}', feature '{feature}': the catalogue "
-                    f"holds {got.name} but the tower expects "
-                    f"{expected.dtype.name}. Convert the catalogue column or "
-                    "change the layer's id_dtype."
-                )
-        if candidates.take(1).cardinality() == 0 or not any(
-            True for _ in candidates.take(1)
-        ):
-            raise ValueError(f"Tower '{tower.name}': the candidate catalogue is empty.")
-        return candidates
-
     @property
     def candidates(self) -> tf.data.Dataset:
         """The candidate catalogue this model ranks."""
-        return self._data.catalogue
+        return self.catalogue.dataset
 
     def candidate_embeddings(
         self, batch_size: int = _EVAL_BATCH
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Embeds the catalogue once: returns ``(ids, embeddings)``."""
-        tower = self.candidate_tower
-        embed = self._function("embed_candidates", _static(tower.__call__))
-        ids, vectors = [], []
-        for batch in self._catalogue_batches(batch_size):
-            ids.append(batch[self.candidate_id])
-            vectors.append(embed(batch))
-        return tf.concat(ids, axis=0), tf.concat(vectors, axis=0)
-
-    def _catalogue_batches(self, batch_size: int) -> list[dict[str, tf.Tensor]]:
-        """The catalogue's raw features, read from its dataset once."""
-        cache = self._data.batches
-        if batch_size not in cache:
-            keys = [self.candidate_id, *self.candidate_tower.feature_names]
-            cache.clear()
-            cache[batch_size] = [
-                {key: batch[key] for key in dict.fromkeys(keys)}
-                for batch in batched(self._data.catalogue, batch_size)
-            ]
-        return cache[batch_size]
-
-    def _function(self, name: str, fn: Any) -> Any:
-        """A tf.function kept across calls, so repeated evaluations never retrace."""
-        functions = self._data.functions
-        if name not in functions:
-            functions[name] = tf.function(fn, reduce_retracing=True)
-        return functions[name]
+        return self.catalogue.embed(batch_size)
 
     # ----------------------------------------------------------------- input
-    def _passthrough_keys(self) -> list[str]:
+    def _context_keys(self) -> list[str]:
         keys = [self.sample_weight_key, self.sampling_probability_key]
         if self.remove_accidental_hits:
             keys.append(self.candidate_id)
@@ -257,8 +127,9 @@ class RetrievalModel(tfrs.models.Model):
         :meth:`~ctxfeatures.Tower.preprocess` (vocabulary lookups,
         tokenisation, bucketing, normalisation), keeping the sample weight,
         sampling probability and (with ``remove_accidental_hits``) candidate
-        id columns. :meth:`fit`, :meth:`evaluate` and :meth:`evaluate_top_k`
-        accept the result in place of raw batches and give the same numbers.
+        id columns, as :class:`~ctxfeatures.PreparedBatch` elements.
+        :meth:`fit`, :meth:`evaluate` and :meth:`evaluate_top_k` accept the
+        result in place of raw batches and give the same numbers.
         Cache it to do that work once instead of every epoch::
 
             train = model.prepare(raw_train.batch(2048)).cache()
@@ -278,63 +149,65 @@ class RetrievalModel(tfrs.models.Model):
             ValueError: unbatched or already prepared data, or a feature
                 missing from it.
         """
+        if isinstance(data, tf.data.Dataset):
+            self._check_keys(data.element_spec, [])
         check_feature_dataset(data, "RetrievalModel.prepare()")
-        spec = data.element_spec
-        if _QUERY in spec:
-            raise ValueError("RetrievalModel.prepare(): the data is already prepared.")
         if not is_batched(data):
             raise ValueError(
                 "RetrievalModel.prepare() needs batched data, since the batch "
                 "is what in-batch softmax draws its negatives from: call "
                 "`data.batch(batch_size)` first."
             )
-        keys = self._passthrough_keys()
-        self._check_features(spec, keys, "RetrievalModel.prepare()")
-        query, candidate = self.query_tower, self.candidate_tower
-
-        @_static
-        def prepare_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
-            prepared = {
-                _QUERY: query.preprocess(batch),
-                _CANDIDATE: candidate.preprocess(batch),
-            }
-            prepared.update({key: batch[key] for key in keys})
-            return prepared
-
+        self._check_keys(data.element_spec, self._context_keys())
         return data.map(
-            prepare_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            tf.autograph.experimental.do_not_convert(self.prepare_batch),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    def prepare_batch(self, batch: Mapping[str, Any]) -> PreparedBatch:
+        """One raw batch through both towers' ``preprocess`` (see :meth:`prepare`)."""
+        if isinstance(batch, PreparedBatch):
+            return batch
+        return PreparedBatch(
+            query=self.query_tower.preprocess(batch),
+            candidate=self.candidate_tower.preprocess(batch),
+            context={key: batch[key] for key in self._context_keys() if key in batch},
         )
 
     @staticmethod
-    def _check_features(spec: Mapping[str, Any], keys: list[str], owner: str) -> None:
+    def _check_keys(spec: Any, keys: list[str]) -> None:
+        if isinstance(spec, PreparedBatch):
+            raise ValueError("RetrievalModel.prepare(): the data is already prepared.")
         for key in keys:
             if key not in spec:
                 raise ValueError(
-                    f"{owner}: feature '{key}' is missing. Keys: {sorted(spec)}."
+                    f"RetrievalModel: feature '{key}' is missing (named as the "
+                    "sample weight, the sampling probability or, with "
+                    "remove_accidental_hits, the candidate id). Keys: "
+                    f"{sorted(spec)}."
                 )
 
-    @_static
-    def _embed_pair(
-        self, features: Mapping[str, Any], training: bool
+    @tf.autograph.experimental.do_not_convert
+    def embed_batch(
+        self, features: Mapping[str, Any] | PreparedBatch, training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        if _is_prepared(features):
-            return (
-                self.query_tower.embed(features[_QUERY], training=training),
-                self.candidate_tower.embed(features[_CANDIDATE], training=training),
-            )
+        """Query and candidate vectors of a raw or prepared batch."""
+        batch = self.prepare_batch(features)
         return (
-            self.query_tower(features, training=training),
-            self.candidate_tower(features, training=training),
+            self.query_tower.embed(batch.query, training=training),
+            self.candidate_tower.embed(batch.candidate, training=training),
         )
 
     # ----------------------------------------------------------------- training
     def compute_loss(
-        self, features: Mapping[str, tf.Tensor], training: bool = False
+        self, features: Mapping[str, tf.Tensor] | PreparedBatch, training: bool = False
     ) -> tf.Tensor:
-        query, candidate = self._embed_pair(features, training)
-        weight = self._optional(features, self.sample_weight_key)
-        probability = self._optional(features, self.sampling_probability_key)
-        ids = features[self.candidate_id] if self.remove_accidental_hits else None
+        batch = self.prepare_batch(features)
+        query, candidate = self.embed_batch(batch, training=training)
+        weight = self._context(batch, self.sample_weight_key)
+        probability = self._context(batch, self.sampling_probability_key)
+        ids = batch.context[self.candidate_id] if self.remove_accidental_hits else None
         candidate, probability, ids = self._gather_replicas(candidate, probability, ids)
         return self.task(
             query,
@@ -346,16 +219,11 @@ class RetrievalModel(tfrs.models.Model):
             compute_batch_metrics=False,
         )
 
-    @staticmethod
-    def _optional(features: Mapping[str, tf.Tensor], key: str | None) -> Any:
+    def _context(self, batch: PreparedBatch, key: str | None) -> Any:
         if key is None:
             return None
-        if key not in features:
-            raise ValueError(
-                f"RetrievalModel: feature '{key}' (given as sample weight or "
-                f"sampling probability) is missing. Keys: {sorted(features)}."
-            )
-        return tf.reshape(tf.cast(features[key], tf.float32), [-1])
+        self._check_keys(batch.context, [key])
+        return tf.reshape(tf.cast(batch.context[key], tf.float32), [-1])
 
     @staticmethod
     def _gather_replicas(candidate: tf.Tensor, *extra: Any) -> tuple[Any, ...]:
@@ -406,8 +274,6 @@ class RetrievalModel(tfrs.models.Model):
             ValueError: a cut-off larger than the catalogue or below 1, or a
                 missing feature.
         """
-        from ctxfeatures.evaluation import evaluate_top_k
-
         return evaluate_top_k(self, data, ks, exclude=exclude, batch_size=batch_size)
 
     # ----------------------------------------------------------------- serving
@@ -439,47 +305,8 @@ class RetrievalModel(tfrs.models.Model):
             ValueError: ``k`` below 1 or above the catalogue size, or an
                 ``exclude`` query feature that is not a list of ids.
         """
-        from ctxfeatures.serving import export_recommender
-
-        ids, vectors = self.candidate_embeddings()
+        ids, vectors = self.catalogue.embed()
         export_recommender(self.query_tower, ids, vectors, path, k=k, exclude=exclude)
-
-
-def with_sampling_probability(
-    data: tf.data.Dataset,
-    candidate_id: str,
-    key: str = "candidate_sampling_probability",
-) -> tf.data.Dataset:
-    """Adds each example's candidate frequency in ``data`` as feature ``key``.
-
-    In-batch softmax samples negatives in proportion to their popularity, so
-    it over-penalises popular candidates. Passing this column as
-    ``candidate_sampling_probability`` to :class:`RetrievalModel` applies
-    TFRS' logQ correction, which restores the popularity signal (on the
-    MovieLens study it lifts test top-100 from about 0.24 to about 0.41).
-    Compute it on the training data only.
-
-    Args:
-        data: Unbatched dataset of feature dicts with ``candidate_id``.
-        candidate_id: Key of the candidate identifier.
-        key: Name of the added float32 feature.
-
-    Returns:
-        ``data`` with the extra feature.
-    """
-    ids = np.concatenate(
-        [b.numpy() for b in data.map(lambda x: x[candidate_id]).batch(1 << 16)]
-    )
-    if ids.size == 0:
-        raise ValueError("with_sampling_probability() received an empty dataset.")
-    names, counts = np.unique(ids, return_counts=True)
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(names), tf.constant(counts / ids.size, tf.float32)
-        ),
-        default_value=tf.constant(0.5 / ids.size, tf.float32),
-    )
-    return data.map(lambda x: {**x, key: table.lookup(x[candidate_id])})
 
 
 def build_retrieval_model(
@@ -523,16 +350,7 @@ def build_retrieval_model(
     )
     adapt_towers(adapt_data, query)
     adapt_towers(candidates, candidate)
-    scope = strategy.scope() if strategy is not None else _null_scope()
-    with scope:
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         return RetrievalModel(
             query, candidate, candidates, candidate_id, **model_kwargs
         )
-
-
-class _null_scope:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

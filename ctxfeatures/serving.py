@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.evaluation import CatalogueIndex
+from ctxfeatures.catalogue import CatalogueIndex
 from ctxfeatures.tower import Tower
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    _DEFAULT_ADAPT_BATCH,
-    FeatureLayer,
+from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers._inputs import (
+    ADAPT_BATCH,
     batched,
     check_feature_dataset,
     check_positive_int,
+    in_shape_inference_graph,
+    placeholder_output,
 )
 
 FeatureSpec = Mapping[str, "tf.keras.layers.Layer | Sequence[tf.keras.layers.Layer]"]
@@ -226,10 +228,10 @@ class Tower(tf.keras.Model):
 
         Vocabulary lookups, tokenisation, bucketing and normalisation need no
         gradient, so they can run once in the input pipeline (and be cached)
-        instead of on every training step. :meth:`embed` takes the result;
-        ``tower.embed(tower.preprocess(x))`` equals ``tower(x)``. Layers that
-        are not :class:`~ctxfeatures.layers.FeatureLayer` pass their raw
-        feature through and run whole in :meth:`embed`.
+        instead of on every training step. :meth:`embed` takes the result,
+        and a call of the tower is ``embed(preprocess(x))``. A plain Keras
+        layer (not a :class:`~ctxfeatures.FeatureLayer`) is one stage: its
+        raw feature passes through here and the layer runs in :meth:`embed`.
 
         Args:
             inputs: A dict of raw feature batches (extra keys are ignored).
@@ -264,18 +266,17 @@ class Tower(tf.keras.Model):
         return self._head(outputs)
 
     def call(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
-        return self._call_raw(inputs, training)
+        if in_shape_inference_graph() and not self.is_adapted:
+            # Keras traces a loaded tower on placeholders before its state is
+            # restored; that graph never runs (see in_shape_inference_graph).
+            value = self._feature_value(inputs, self._layer_features[0])
+            return placeholder_output(value, self.output_dim)
+        return self.embed(self.preprocess(inputs), training=training)
 
-    # Plain Python loops over layers: AutoGraph's source rewrite only costs
-    # tracing time. (Not on `call` itself, whose signature Keras inspects.)
-    @tf.autograph.experimental.do_not_convert
-    def _call_raw(self, inputs: Mapping[str, Any], training: bool) -> tf.Tensor:
-        outputs = []
-        for feature, layer in zip(self._layer_features, self.feature_layers):
-            value = self._feature_value(inputs, feature)
-            value = self._run(feature, layer, value, training=training)
-            outputs.append(tf.cast(value, tf.float32))
-        return self._head(outputs)
+    @property
+    def is_adapted(self) -> bool:
+        """Whether every feature layer holds the state it needs."""
+        return all(getattr(layer, "is_adapted", True) for layer in self.feature_layers)
 
     def _head(self, outputs: list[tf.Tensor]) -> tf.Tensor:
         x = tf.concat(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
@@ -332,11 +333,12 @@ def adapt_towers(
     """
     check_feature_dataset(data, "Tower.adapt()")
     spec = data.element_spec
-    data = batched(data, _DEFAULT_ADAPT_BATCH)
+    data = batched(data, ADAPT_BATCH)
     if steps is not None:
         data = data.take(steps)
-    work: list[tuple[str, tf.keras.layers.Layer]] = []
-    seen: set[int] = set()
+    # Each layer once, with every feature it serves (a shared layer learns
+    # from all of them).
+    work: dict[int, tuple[tf.keras.layers.Layer, list[str]]] = {}
     for tower in towers:
         for feature, layer in tower._adaptable():
             if feature not in spec:
@@ -344,23 +346,39 @@ def adapt_towers(
                     f"Tower '{tower.name}': feature '{feature}' is missing from "
                     f"the adapt data. Available keys: {sorted(spec)}."
                 )
-            if id(layer) not in seen:
-                seen.add(id(layer))
-                work.append((feature, layer))
+            features = work.setdefault(id(layer), (layer, []))[1]
+            if feature not in features:
+                features.append(feature)
     if not work:
         return
-    for _, layer in work:
+    for layer, _ in work.values():
         layer.reset_state()
     batches = 0
     for batch in data:
         batches += 1
-        for feature, layer in work:
-            try:
-                layer.update_state(batch[feature])
-            except (ValueError, TypeError) as error:
-                raise type(error)(f"feature '{feature}': {error}") from None
+        for layer, features in work.values():
+            for feature in features:
+                try:
+                    layer.update_state(batch[feature])
+                except (ValueError, TypeError) as error:
+                    raise type(error)(f"feature '{feature}': {error}") from None
     if not batches:
         names = ", ".join(f"'{tower.name}'" for tower in towers)
         raise ValueError(f"Tower {names}: adapt() received an empty dataset.")
-    for _, layer in work:
+    for layer, _ in work.values():
         layer.finalize_state()
+
+
+class PreparedBatch(NamedTuple):
+    """A batch after :meth:`RetrievalModel.prepare`.
+
+    Attributes:
+        query: The query tower's :meth:`~ctxfeatures.Tower.preprocess` output.
+        candidate: The candidate tower's output.
+        context: The raw columns the loss reads (sample weight, sampling
+            probability, candidate id), under their own names.
+    """
+
+    query: dict[str, Any]
+    candidate: dict[str, Any]
+    context: dict[str, Any]

@@ -133,7 +133,7 @@ def test_prepare_keeps_weight_probability_and_ids():
     )
     prepared = model.prepare(data.batch(100))
     spec = prepared.element_spec
-    assert {"weight", "candidate_sampling_probability", "item"} <= set(spec)
+    assert {"weight", "candidate_sampling_probability", "item"} == set(spec.context)
     raw_batch = next(iter(data.batch(100)))
     prepared_batch = next(iter(prepared))
     assert float(model.compute_loss(raw_batch)) == pytest.approx(
@@ -218,8 +218,8 @@ def test_in_batch_softmax_hand_computed():
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures_tests")
-class Doubled(cf.FeatureLayer):
-    """A one-stage subclass: overrides `call` only, as a user might."""
+class Doubled(cf.OneStageFeatureLayer):
+    """A one-stage subclass: overrides `call` only, through the adapter."""
 
     output_dim = 1
     is_adapted = True

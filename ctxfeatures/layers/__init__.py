@@ -1,6 +1,6 @@
 """Feature layers: one raw feature in, a ``(batch, dim)`` float32 tensor out."""
 
-from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers._base import FeatureLayer, OneStageFeatureLayer
 from ctxfeatures.layers.cyclical_time import CyclicalTime
 from ctxfeatures.layers.duration_buckets import DurationBuckets
 from ctxfeatures.layers.history_embedding import HistoryEmbedding
@@ -18,6 +18,7 @@ __all__ = [
     "IdEmbedding",
     "MultiIdEmbedding",
     "NormalizedTimestamp",
+    "OneStageFeatureLayer",
     "TextEmbedding",
     "TimestampBuckets",
 ]

@@ -1,217 +1,63 @@
-"""Shared machinery of the ctxfeatures feature layers.
+"""FeatureLayer: the two-stage call and the adapt-state rule of every layer.
 
-Every feature layer maps one raw feature (a batch of ids, timestamps or strings)
-to a dense ``(batch, output_dim)`` float32 tensor. Learning state follows the
-Keras preprocessing-layer contract: ``reset_state`` / ``update_state`` /
-``finalize_state`` stream over batches, so that :meth:`ctxfeatures.Tower.adapt`
-can adapt every layer of a tower in a single pass over the data.
+A feature layer maps one raw feature (a batch of ids, timestamps or strings)
+to a dense ``(batch, output_dim)`` float32 tensor, in two stages:
+
+* :meth:`FeatureLayer.preprocess`: validation and the adapted, non-trainable
+  state (lookup, tokenisation, bucketing, normalisation);
+* :meth:`FeatureLayer.embed`: the trainable part.
+
+``layer(x)`` is ``layer.embed(layer.preprocess(x))``: there is no other path.
+
+Adapt state has one rule. A layer's ``_new_accumulator()`` returns a typed,
+TensorFlow-free accumulator (:mod:`ctxfeatures.layers._state`); adapt feeds
+it numpy batches and stores what it finalizes as the layer's
+:attr:`~FeatureLayer.learned_state`, which ``_apply_state`` hands to the
+composed Keras layers. This class alone persists that state: a
+:class:`~ctxfeatures.layers._state.Vocabulary` as a UTF-8 JSON asset, an
+:class:`~ctxfeatures.layers._state.ArrayState` as one non-trainable float64
+weight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-_DEFAULT_ADAPT_BATCH = 4096
-
-# dtype families accepted by each kind of input.
-_INTEGER_DTYPES = (tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8, tf.uint16)
-_FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Validates an integer argument, keras-rs style."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an integer. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def check_feature_dataset(data: Any, owner: str) -> None:
-    """Raises TypeError unless ``data`` is a ``tf.data.Dataset`` of dicts."""
-    if not isinstance(data, tf.data.Dataset) or not isinstance(data.element_spec, dict):
-        raise TypeError(
-            f"{owner} takes a tf.data.Dataset of feature dicts; received "
-            f"{type(data).__name__}."
-        )
-
-
-def is_batched(data: tf.data.Dataset) -> bool:
-    """Whether a dataset's elements are batches.
-
-    An unbatched element of feature dicts holds at least one scalar (one id,
-    one timestamp per event), while list features such as a history are
-    vectors either way; so the data is batched when no component is a scalar.
-    """
-    specs = tf.nest.flatten(data.element_spec)
-    return bool(specs) and all(spec.shape.rank != 0 for spec in specs)
-
-
-def batched(data: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """``data`` itself when batched, else ``data.batch(batch_size)``."""
-    return data if is_batched(data) else data.batch(batch_size)
-
-
-def iterate_batches(
-    data: Any, *, batch_size: int | None, steps: int | None, owner: str
-) -> Iterator[Any]:
-    """Yields batches (tensors or ragged tensors) from any `adapt` input.
-
-    Accepts numpy arrays, Python lists, tensors, ragged tensors and
-    ``tf.data.Dataset`` objects of batched or unbatched values.
-    """
-    if isinstance(data, dict) or (
-        isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, dict)
-    ):
-        raise TypeError(
-            f"{owner}.adapt() takes the values of one feature, not a dict of "
-            "features. Pass e.g. `ds.map(lambda x: x['user_id'])`, or adapt a "
-            "whole tower with `Tower.adapt(ds)`."
-        )
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if spec.shape.rank == 0:
-            # Unbatched scalars: batch them here so adapt stays fast.
-            data = data.batch(batch_size or _DEFAULT_ADAPT_BATCH)
-        elif batch_size is not None:
-            raise ValueError(
-                f"{owner}.adapt(): do not pass `batch_size` with a batched "
-                "tf.data.Dataset; it is already batched."
-            )
-        if steps is not None:
-            data = data.take(steps)
-        yield from data
-        return
-    if not isinstance(data, (tf.Tensor, tf.RaggedTensor)):
-        data = _to_tensor(data, owner)
-    size = int(data.shape[0]) if data.shape.rank else 0
-    batch = batch_size or max(size, 1)
-    count = 0
-    for start in range(0, max(size, 1), batch):
-        if steps is not None and count >= steps:
-            return
-        count += 1
-        yield data[start : start + batch]
-
-
-def _to_tensor(data: Any, owner: str) -> tf.Tensor | tf.RaggedTensor:
-    if isinstance(data, np.ndarray) and data.dtype == object:
-        data = data.astype(str) if data.ndim == 1 else data.tolist()
-    try:
-        return tf.convert_to_tensor(data)
-    except (ValueError, TypeError):
-        try:
-            return tf.ragged.constant(data)
-        except (ValueError, TypeError) as error:
-            raise TypeError(
-                f"{owner}.adapt() could not read its data as a tensor ({error}). "
-                "Pass a numpy array, a list, a tensor or a tf.data.Dataset."
-            ) from None
-
-
-def as_column(inputs: Any, owner: str, what: str) -> tf.Tensor:
-    """Converts a scalar-per-example input to a rank-1 ``(batch,)`` tensor.
-
-    Accepts ``(batch,)`` and ``(batch, 1)``; anything else is an error raised
-    while tracing, before any TensorFlow kernel runs.
-    """
-    if isinstance(inputs, tf.RaggedTensor):
-        raise ValueError(
-            f"{owner} expects one {what} per example, shaped (batch,) or "
-            "(batch, 1), but received a ragged tensor. For several values per "
-            "example use MultiIdEmbedding."
-        )
-    if isinstance(inputs, tf.SparseTensor):
-        inputs = tf.sparse.to_dense(inputs)
-    inputs = tf.convert_to_tensor(inputs)
-    rank = inputs.shape.rank
-    if rank == 2 and inputs.shape[1] == 1:
-        return tf.squeeze(inputs, axis=1)
-    if rank == 2 and inputs.shape[1] is None:
-        return tf.reshape(inputs, [-1])
-    if rank != 1:
-        raise ValueError(
-            f"{owner} expects one {what} per example, shaped (batch,) or "
-            f"(batch, 1). Received shape {inputs.shape}. "
-            + (
-                "Wrap a single value in a list to make a batch of one."
-                if rank == 0
-                else "Reshape the input, or use MultiIdEmbedding for lists."
-            )
-        )
-    return inputs
-
-
-def check_timestamp_dtype(inputs: tf.Tensor, owner: str) -> None:
-    if inputs.dtype in _INTEGER_DTYPES or inputs.dtype in _FLOAT_DTYPES:
-        return
-    raise TypeError(
-        f"{owner} expects timestamps as integer (int64) seconds since the Unix "
-        f"epoch, but received dtype {inputs.dtype.name}. Convert them first, "
-        "e.g. `tf.strings.to_number(x, tf.int64)` for strings."
-    )
-
-
-def check_timestamp_values(inputs: tf.Tensor, owner: str) -> list[tf.Operation]:
-    """Rejects NaN and negative timestamps: eagerly now, or with graph asserts."""
-    message_nan = f"{owner}: timestamps contain NaN. Drop or impute them first."
-    message_neg = (
-        f"{owner}: timestamps must be >= 0 seconds since the Unix epoch; "
-        "received a negative value. Check the unit and the column."
-    )
-    if tf.executing_eagerly():
-        values = inputs.numpy()
-        if values.dtype.kind == "f" and np.isnan(values).any():
-            raise ValueError(message_nan)
-        if (values < 0).any():
-            raise ValueError(message_neg)
-        return []
-    checks = []
-    if inputs.dtype.is_floating:
-        checks.append(
-            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(inputs)), [message_nan])
-        )
-    checks.append(
-        tf.debugging.Assert(
-            tf.reduce_all(inputs >= tf.zeros([], inputs.dtype)), [message_neg]
-        )
-    )
-    return checks
+from ctxfeatures.layers._inputs import (
+    in_shape_inference_graph,
+    iterate_batches,
+    placeholder_output,
+)
+from ctxfeatures.layers._state import (
+    Accumulator,
+    ArrayState,
+    EmptyAdaptError,
+    Vocabulary,
+)
 
 
 class FeatureLayer(tf.keras.layers.Layer):
     """Base class of the feature layers: adapt contract, two-stage call.
 
-    A call is split in two stages so that the first can run once, in the
-    input pipeline, instead of on every training step:
-
-    * :meth:`preprocess` validates the raw values and applies the adapted,
-      non-trainable state (vocabulary lookup, tokenisation, bucketing,
-      normalisation). Its output can be computed by ``tf.data`` and cached.
-    * :meth:`embed` applies the trainable part (embedding tables, pooling).
-
-    ``layer(x)`` equals ``layer.embed(layer.preprocess(x))``.
-
-    Subclasses implement :meth:`reset_state`, :meth:`update_state`,
-    :meth:`finalize_state`, :attr:`is_adapted`, :attr:`output_dim`,
-    :meth:`input_signature`, ``_validate`` (raw input to checked values),
-    ``_transform`` (checked values to prepared values) and :meth:`embed`.
+    Subclasses implement :attr:`output_dim`, :meth:`input_signature`,
+    ``_validate`` (raw input to checked values), ``_transform`` (checked values
+    to prepared values) and :meth:`embed`. A layer that learns from data also
+    implements ``_new_accumulator`` and ``_apply_state`` (and, for a state of
+    numbers, ``_state_size``). See :doc:`/design` for a worked example; a layer
+    computed in one step can subclass :class:`OneStageFeatureLayer` instead.
     """
 
     #: What one raw input value is, for error messages.
     input_description = "value"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._learned: Vocabulary | ArrayState | None = None
+        self._accumulator: Accumulator | None = None
+        self._state_weight: tf.Variable | None = None
 
     def _owner(self) -> str:
         return f"{type(self).__name__} '{self.name}'"
@@ -221,28 +67,81 @@ class FeatureLayer(tf.keras.layers.Layer):
         """Size of the last axis of the layer's output."""
         raise NotImplementedError
 
-    @property
-    def is_adapted(self) -> bool:
-        """Whether the layer holds the state it needs to be called."""
+    def input_signature(self) -> tf.TensorSpec:
+        """The raw input this layer serves, as a spec with a batch axis."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- state
+    def _new_accumulator(self) -> Accumulator | None:
+        """A fresh accumulator, or None when the layer learns nothing."""
+        return None
+
+    def _adapt_values(self, batch: Any) -> np.ndarray:
+        """One raw batch as the numpy values the accumulator takes."""
+        values = self._validate(batch)
+        if isinstance(values, tf.RaggedTensor):
+            values = values.flat_values
+        return values.numpy()
+
+    def _apply_state(self, state: Any) -> None:
+        """Configures the composed layers from a learned state."""
+
+    def _state_size(self) -> int:
+        """Length of the float64 weight that holds an array state."""
         raise NotImplementedError
 
     @property
     def needs_adapt(self) -> bool:
         """Whether ``adapt`` learns anything (False for fixed configurations)."""
-        return True
+        return self._new_accumulator() is not None
 
-    def input_signature(self) -> tf.TensorSpec | tf.RaggedTensorSpec:
-        """The raw input this layer serves, as a spec with a batch axis."""
-        raise NotImplementedError
+    @property
+    def is_adapted(self) -> bool:
+        """Whether the layer holds the state it needs to be called."""
+        return self._learned is not None or not self.needs_adapt
+
+    @property
+    def learned_state(self) -> Vocabulary | ArrayState | None:
+        """What :meth:`adapt` learned (None before, or when nothing is learned)."""
+        return self._learned
+
+    def _set_state(self, state: Vocabulary | ArrayState) -> None:
+        self._learned = state
+        self._apply_state(state)
+        if self._state_weight is not None:
+            self._state_weight.assign(state.to_array())
 
     def reset_state(self) -> None:
-        """Clears the statistics gathered by :meth:`update_state`."""
+        """Starts a new adapt: clears the statistics gathered so far."""
+        self._accumulator = self._new_accumulator()
 
     def update_state(self, data: Any) -> None:
         """Accumulates statistics from one batch of raw values."""
+        if not self.needs_adapt:
+            return
+        if self._accumulator is None:
+            self.reset_state()
+        values = self._adapt_values(data)
+        if values.size:
+            self._accumulator.update(values)
 
     def finalize_state(self) -> None:
         """Turns the accumulated statistics into the layer's state."""
+        if not self.needs_adapt:
+            return
+        accumulator, self._accumulator = self._accumulator, None
+        try:
+            if accumulator is None:
+                raise EmptyAdaptError("no values")
+            state = accumulator.finalize()
+        except EmptyAdaptError:
+            raise ValueError(
+                f"{self._owner()}.adapt() received no data (an empty array or "
+                "dataset). Pass at least one value."
+            ) from None
+        except ValueError as error:
+            raise ValueError(f"{self._owner()}: {error}") from None
+        self._set_state(state)
 
     def adapt(
         self, data: Any, batch_size: int | None = None, steps: int | None = None
@@ -259,29 +158,67 @@ class FeatureLayer(tf.keras.layers.Layer):
         if not self.needs_adapt:
             return
         self.reset_state()
-        seen = False
         for batch in iterate_batches(
             data, batch_size=batch_size, steps=steps, owner=self._owner()
         ):
-            if batch.shape.rank and batch.shape[0] == 0:
-                continue
-            seen = True
-            self.update_state(batch)
-        if not seen:
-            raise ValueError(
-                f"{self._owner()}.adapt() received no data (an empty array or "
-                "dataset). Pass at least one value."
-            )
+            if not (batch.shape.rank and batch.shape[0] == 0):
+                self.update_state(batch)
         self.finalize_state()
+
+    # ----------------------------------------------------------------- saving
+    def build(self, input_shape: Any = None) -> None:
+        learned_array = self.needs_adapt and self._state_is_array()
+        if learned_array and self._state_weight is None:
+            initial = (
+                self._learned.to_array()
+                if self._learned is not None
+                else np.zeros(self._state_size())
+            )
+            # count == 0 (all zeros) marks "not adapted" in a saved file.
+            self._state_weight = self.add_weight(
+                name="learned_state",
+                shape=(self._state_size(),),
+                dtype=tf.float64,
+                initializer=tf.keras.initializers.Constant(initial),
+                trainable=False,
+            )
+        self.built = True
+
+    def _state_is_array(self) -> bool:
+        accumulator = self._new_accumulator()
+        return accumulator is not None and issubclass(
+            accumulator.state_type, ArrayState
+        )
+
+    def load_own_variables(self, store: Any) -> None:
+        super().load_own_variables(store)
+        if self._state_weight is not None:
+            values = self._state_weight.numpy()
+            if values[0] > 0:
+                state_type = self._new_accumulator().state_type
+                self._set_state(state_type.from_array(values))
+
+    def save_assets(self, dir_path: str) -> None:
+        if self.needs_adapt and isinstance(self._learned, Vocabulary):
+            self._learned.write(dir_path)
+
+    def load_assets(self, dir_path: str) -> None:
+        state = Vocabulary.read(dir_path)
+        if state is not None and self.needs_adapt:
+            self._set_state(state)
 
     # ----------------------------------------------------------------- calls
     def _validate(self, inputs: Any) -> Any:
         """Checks and reshapes the raw input; raises ValueError/TypeError."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither the two stages "
+            "(`_validate`, `_transform`, `embed`) nor, as a subclass of "
+            "OneStageFeatureLayer, a one-stage `call`."
+        )
 
     def _transform(self, values: Any) -> Any:
         """Applies the adapted, non-trainable state to validated values."""
-        raise NotImplementedError
+        return values
 
     @tf.autograph.experimental.do_not_convert
     def preprocess(self, inputs: Any) -> tf.Tensor | tf.RaggedTensor:
@@ -296,12 +233,8 @@ class FeatureLayer(tf.keras.layers.Layer):
 
         Returns:
             The prepared batch that :meth:`embed` takes (ids, bucket ids,
-            token ids or already-final float features). A subclass that
-            overrides ``call`` instead of the two stages returns its raw
-            input here and does all its work in :meth:`embed`.
+            token ids or already-final float features).
         """
-        if not self._is_two_stage():
-            return inputs
         values = self._validate(inputs)
         self._require_adapted()
         if not self.built:
@@ -311,7 +244,6 @@ class FeatureLayer(tf.keras.layers.Layer):
                 self.build(None)
         return self._transform(values)
 
-    @tf.autograph.experimental.do_not_convert
     def embed(self, prepared: Any, training: bool | None = None) -> tf.Tensor:
         """Runs the trainable stage on :meth:`preprocess` output.
 
@@ -324,15 +256,7 @@ class FeatureLayer(tf.keras.layers.Layer):
         Returns:
             A ``(batch, output_dim)`` float32 tensor.
         """
-        if not self._is_two_stage():
-            return self(prepared, training=training)
-        raise NotImplementedError(
-            f"{type(self).__name__} implements `_transform` but not `embed`."
-        )
-
-    def _is_two_stage(self) -> bool:
-        # Subclasses written against the one-stage API override only `call`.
-        return type(self)._transform is not FeatureLayer._transform
+        raise NotImplementedError
 
     def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
         if not self.is_adapted and in_shape_inference_graph():
@@ -357,49 +281,18 @@ class FeatureLayer(tf.keras.layers.Layer):
         return tf.TensorShape([batch, self.output_dim])
 
 
-class StatelessMixin:
-    """For feature layers that learn nothing from data: always adapted."""
+class OneStageFeatureLayer(FeatureLayer):
+    """Adapter for a feature layer computed in one step: implement ``call``.
 
-    @property
-    def is_adapted(self) -> bool:
-        return True
-
-    @property
-    def needs_adapt(self) -> bool:
-        return False
-
-
-def in_shape_inference_graph() -> bool:
-    """True while Keras traces ``call`` only to infer output shapes.
-
-    Functional models call every layer on placeholders in a throw-away
-    ``*_scratch_graph`` when they are built and when they are loaded, which for
-    a saved model happens before the layer's vocabulary or statistics are
-    restored. That graph never runs, so an unadapted layer may answer it with a
-    correctly shaped placeholder instead of failing the load.
+    :meth:`preprocess` passes the raw values through and :meth:`embed` runs
+    the layer's ``call``, so the layer works in a :class:`~ctxfeatures.Tower`
+    and with :meth:`~ctxfeatures.RetrievalModel.prepare` (its work then runs
+    on every step instead of once in the input pipeline). Such a layer
+    learns nothing from data; give it ``output_dim`` and ``input_signature``.
     """
-    graph = tf.compat.v1.get_default_graph()
-    return getattr(graph, "name", "").endswith("_scratch_graph")
 
+    def preprocess(self, inputs: Any) -> Any:
+        return inputs
 
-def pool_rows(vectors: tf.Tensor, rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
-    """Pools the flat ``vectors`` of each row of ``rows``: sum, mean or sqrtn.
-
-    Works on the ragged values only, so padding never costs a lookup or a
-    gradient row; rows without values pool to zeros.
-    """
-    # num_segments keeps rows without values as zero rows.
-    total = tf.math.unsorted_segment_sum(vectors, rows.value_rowids(), rows.nrows())
-    if combiner == "sum":
-        return total
-    counts = tf.cast(tf.maximum(rows.row_lengths(), 1), total.dtype)[:, None]
-    if combiner == "mean":
-        return total / counts
-    return total / tf.sqrt(counts)
-
-
-def placeholder_output(inputs: Any, output_dim: int) -> tf.Tensor:
-    batch = (
-        inputs.nrows() if isinstance(inputs, tf.RaggedTensor) else tf.shape(inputs)[0]
-    )
-    return tf.zeros(tf.stack([batch, output_dim]), tf.float32)
+    def embed(self, prepared: Any, training: bool | None = None) -> tf.Tensor:
+        return self(prepared, training=training)

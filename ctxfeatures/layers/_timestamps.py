@@ -6,8 +6,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    FeatureLayer,
+from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers._inputs import (
     as_column,
     check_timestamp_dtype,
     check_timestamp_values,

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import types
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    _FLOAT_DTYPES,
-    _INTEGER_DTYPES,
-    FeatureLayer,
+from ctxfeatures.layers._embedding import EmbeddingFeature
+from ctxfeatures.layers._inputs import (
+    FLOAT_DTYPES,
+    INTEGER_DTYPES,
     check_choice,
     check_positive_int,
 )
-
-_VOCABULARY_FILE = "vocabulary.json"
+from ctxfeatures.layers._state import Vocabulary, VocabularyAccumulator
 
 
 def normalize_vocabulary(
@@ -74,8 +70,12 @@ def normalize_vocabulary(
     return values
 
 
-class VocabularyEmbeddingBase(FeatureLayer):
-    """Lookup (vocabulary or hashing) followed by an embedding table."""
+class VocabularyEmbeddingBase(EmbeddingFeature):
+    """Ids indexed by a vocabulary lookup (or hashing), then embedded.
+
+    The indexer composes ``StringLookup`` / ``IntegerLookup`` (or
+    ``Hashing``); the vocabulary is given or learned by adapt.
+    """
 
     input_description = "id"
 
@@ -89,14 +89,12 @@ class VocabularyEmbeddingBase(FeatureLayer):
         min_frequency: int = 1,
         num_oov_indices: int = 1,
         num_hash_bins: int | None = None,
-        embeddings_initializer: Any = "uniform",
-        embeddings_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(embedding_dim, **kwargs)
         owner = self._owner()
-        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.id_dtype = check_choice(id_dtype, "id_dtype", ("string", "int64"))
+        self.raw_dtype = tf.string if self.id_dtype == "string" else tf.int64
         self.num_oov_indices = check_positive_int(num_oov_indices, "num_oov_indices")
         self.min_frequency = check_positive_int(min_frequency, "min_frequency")
         if max_tokens is not None:
@@ -112,65 +110,61 @@ class VocabularyEmbeddingBase(FeatureLayer):
                 )
         self.num_hash_bins = num_hash_bins
         self.vocabulary = normalize_vocabulary(vocabulary, self.id_dtype, owner)
-        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
-        self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
-        # Counting state for adapt; a SimpleNamespace is not tracked by Keras.
-        self._adapt = types.SimpleNamespace(counts={})
-        self._learned_vocabulary: list[Any] | None = None
         self._lookup: tf.keras.layers.Layer | None = None
-        self._embedding: tf.keras.layers.Embedding | None = None
         if self.num_hash_bins is not None:
             self._lookup = tf.keras.layers.Hashing(
                 num_bins=self.num_hash_bins, name="hashing"
             )
-            self._make_embedding(self.num_hash_bins)
         elif self.vocabulary is not None:
-            self._set_vocabulary(self.vocabulary)
+            self._apply_state(Vocabulary(tuple(self.vocabulary)))
 
     # ----------------------------------------------------------------- state
-    @property
-    def output_dim(self) -> int:
-        return self.embedding_dim
+    def _new_accumulator(self) -> VocabularyAccumulator | None:
+        if self.num_hash_bins is not None or self.vocabulary is not None:
+            return None
+        size = None if self.max_tokens is None else self.max_tokens
+        if size is not None:
+            size -= self.num_oov_indices
+        return VocabularyAccumulator(self.min_frequency, size)
+
+    def _num_rows(self) -> int | None:
+        if self.num_hash_bins is not None:
+            return self.num_hash_bins
+        vocabulary = self._vocabulary()
+        return None if vocabulary is None else len(vocabulary) + self.num_oov_indices
+
+    def _vocabulary(self) -> list[Any] | None:
+        if self.vocabulary is not None:
+            return list(self.vocabulary)
+        if self._learned is not None:
+            return list(self._learned.tokens)
+        return None
 
     @property
     def is_adapted(self) -> bool:
         return self._lookup is not None
 
     @property
-    def needs_adapt(self) -> bool:
-        return self.num_hash_bins is None and self.vocabulary is None
-
-    @property
     def vocabulary_size(self) -> int:
         """Rows of the embedding table: vocabulary plus OOV rows (or hash bins)."""
         self._require_adapted()
-        return int(self._embedding.input_dim)
+        return int(self._num_rows())
 
     def get_vocabulary(self) -> list[Any]:
         """The ids in the vocabulary, in index order, without the OOV entries."""
         self._require_adapted()
         if self.num_hash_bins is not None:
             raise ValueError(f"{self._owner()} hashes its ids: it has no vocabulary.")
-        return list(self.vocabulary or self._learned_vocabulary or [])
+        return self._vocabulary()
 
     def _not_adapted_hint(self) -> str:
         return ", or pass `vocabulary=` or `num_hash_bins=`"
 
-    def _make_embedding(self, rows: int) -> None:
-        self._embedding = tf.keras.layers.Embedding(
-            rows,
-            self.embedding_dim,
-            embeddings_initializer=self.embeddings_initializer,
-            embeddings_regularizer=self.embeddings_regularizer,
-            name="embedding",
-        )
-        if self.built:
-            self._embedding.build((None,))
-
-    def _set_vocabulary(self, tokens: list[Any]) -> None:
+    def _apply_state(self, state: Vocabulary) -> None:
         # The lookup gets the vocabulary at construction, so it keeps it in its
-        # (unsaved) config and writes no asset of its own: this layer's JSON
-        # asset is the single copy, robust to ids containing newlines.
+        # (unsaved) config and writes no asset of its own: the state's asset
+        # is the single copy, robust to ids containing newlines.
+        tokens = list(state.tokens)
         if self.id_dtype == "string":
             self._lookup = tf.keras.layers.StringLookup(
                 vocabulary=tokens,
@@ -186,89 +180,18 @@ class VocabularyEmbeddingBase(FeatureLayer):
                 vocabulary_dtype="int64",
                 name="lookup",
             )
-        rows = len(tokens) + self.num_oov_indices
-        if self._embedding is None or self._embedding.input_dim != rows:
-            self._make_embedding(rows)
-
-    def build(self, input_shape: Any = None) -> None:
-        if self._embedding is not None and not self._embedding.built:
-            self._embedding.build((None,))
-        self.built = True
-
-    # ----------------------------------------------------------------- adapt
-    def reset_state(self) -> None:
-        self._adapt.counts = {}
-
-    def _flat_ids(self, data: Any) -> tf.Tensor:
-        raise NotImplementedError
-
-    def update_state(self, data: Any) -> None:
-        if not self.needs_adapt:
-            return
-        ids = self._flat_ids(data)
-        self._check_dtype(ids.dtype)
-        values, counts = np.unique(ids.numpy(), return_counts=True)
-        table = self._adapt.counts
-        for value, count in zip(values.tolist(), counts.tolist()):
-            table[value] = table.get(value, 0) + count
-
-    def finalize_state(self) -> None:
-        if not self.needs_adapt:
-            return
-        counts = self._adapt.counts
-        if not counts:
-            raise ValueError(
-                f"{self._owner()}.adapt() received no ids. Pass at least one value."
-            )
-        kept = [t for t, c in counts.items() if c >= self.min_frequency]
-        if not kept:
-            raise ValueError(
-                f"{self._owner()}: no id occurs at least min_frequency="
-                f"{self.min_frequency} times. Lower `min_frequency`."
-            )
-        # Most frequent first; ties broken by id so the order is reproducible.
-        kept.sort(key=lambda token: (-counts[token], token))
-        if self.max_tokens is not None:
-            kept = kept[: self.max_tokens - self.num_oov_indices]
-        if self.id_dtype == "string":
-            kept = [t.decode("utf-8") for t in kept]
-        self._learned_vocabulary = kept
-        self._adapt.counts = {}
-        self._set_vocabulary(kept)
-
-    # ----------------------------------------------------------------- saving
-    def save_assets(self, dir_path: str) -> None:
-        if self._learned_vocabulary is not None and self.vocabulary is None:
-            path = os.path.join(dir_path, _VOCABULARY_FILE)
-            with open(path, "w", encoding="utf-8") as handle:
-                json.dump(self._learned_vocabulary, handle, ensure_ascii=False)
-
-    def load_assets(self, dir_path: str) -> None:
-        path = os.path.join(dir_path, _VOCABULARY_FILE)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as handle:
-                self._learned_vocabulary = json.load(handle)
-            self._set_vocabulary(self._learned_vocabulary)
+        super()._apply_state(state)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
-                "embedding_dim": self.embedding_dim,
                 "vocabulary": self.vocabulary,
                 "id_dtype": self.id_dtype,
                 "max_tokens": self.max_tokens,
                 "min_frequency": self.min_frequency,
                 "num_oov_indices": self.num_oov_indices,
                 "num_hash_bins": self.num_hash_bins,
-                "embeddings_initializer": tf.keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
-                "embeddings_regularizer": tf.keras.regularizers.serialize(
-                    self.embeddings_regularizer
-                )
-                if self.embeddings_regularizer is not None
-                else None,
             }
         )
         return config
@@ -276,7 +199,7 @@ class VocabularyEmbeddingBase(FeatureLayer):
     # ----------------------------------------------------------------- calls
     def _check_dtype(self, dtype: tf.DType) -> None:
         owner = self._owner()
-        if dtype in _FLOAT_DTYPES or dtype == tf.bool:
+        if dtype in FLOAT_DTYPES or dtype == tf.bool:
             raise TypeError(
                 f"{owner} expects string or integer ids, but received dtype "
                 f"{dtype.name}. Cast float ids to integers "
@@ -288,18 +211,20 @@ class VocabularyEmbeddingBase(FeatureLayer):
                 f"received {dtype.name}. Pass id_dtype='int64', or convert "
                 "the ids with `tf.strings.as_string`."
             )
-        if self.id_dtype == "int64" and dtype not in _INTEGER_DTYPES:
+        if self.id_dtype == "int64" and dtype not in INTEGER_DTYPES:
             raise TypeError(
                 f"{owner} was built for integer ids (id_dtype='int64') but "
                 f"received {dtype.name}. Pass id_dtype='string', or convert "
                 "the ids with `tf.strings.to_number(x, tf.int64)`."
             )
 
-    def _lookup_ids(self, ids: tf.Tensor) -> tf.Tensor:
+    def lookup_ids(self, ids: tf.Tensor) -> tf.Tensor:
+        """Table rows of already validated flat ids (OOV ids get an OOV row)."""
         if self.id_dtype == "int64" and ids.dtype != tf.int64:
             ids = tf.cast(ids, tf.int64)
         return self._lookup(ids)
 
-    def input_signature(self) -> tf.TensorSpec:
-        dtype = tf.string if self.id_dtype == "string" else tf.int64
-        return tf.TensorSpec(shape=[None], dtype=dtype)
+    def _transform(self, values: tf.Tensor | tf.RaggedTensor) -> Any:
+        if isinstance(values, tf.RaggedTensor):
+            return values.with_flat_values(self.lookup_ids(values.flat_values))
+        return self.lookup_ids(values)

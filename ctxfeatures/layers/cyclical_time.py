@@ -8,7 +8,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import StatelessMixin
 from ctxfeatures.layers._timestamps import TimestampFeature
 
 #: Period of each component, in seconds. A year is the mean Gregorian year.
@@ -22,7 +21,7 @@ _PHASE_SHIFT = {"hour_of_day": 0, "day_of_week": 3 * 86_400, "day_of_year": 0}
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
-class CyclicalTime(StatelessMixin, TimestampFeature):
+class CyclicalTime(TimestampFeature):
     """Encodes int64 seconds as ``(sin, cos)`` of cyclical components.
 
     Output shape is ``(batch, 2 * len(components))``, ordered

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import (
-    FeatureLayer,
-    StatelessMixin,
+from ctxfeatures.layers._embedding import EmbeddingFeature
+from ctxfeatures.layers._inputs import (
     as_column,
     check_positive_int,
     check_timestamp_dtype,
@@ -22,7 +21,7 @@ _TEN_YEARS = 315_576_000.0
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
-class DurationBuckets(StatelessMixin, FeatureLayer):
+class DurationBuckets(EmbeddingFeature):
     """Embeds a duration in seconds by its log-spaced bucket.
 
     Meant for ``seconds_since_last`` from
@@ -45,6 +44,7 @@ class DurationBuckets(StatelessMixin, FeatureLayer):
         min_seconds: Upper edge of the first bucket.
         max_seconds: Lower edge of the last bucket (default ten years).
         embeddings_initializer: Initializer of the embedding table.
+        embeddings_regularizer: Optional regularizer of the embedding table.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
     Example:
@@ -68,11 +68,9 @@ class DurationBuckets(StatelessMixin, FeatureLayer):
         num_buckets: int = 32,
         min_seconds: float = 1.0,
         max_seconds: float = _TEN_YEARS,
-        embeddings_initializer: Any = "uniform",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+        super().__init__(embedding_dim, **kwargs)
         self.num_buckets = check_positive_int(num_buckets, "num_buckets", 2)
         low, high = float(min_seconds), float(max_seconds)
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
@@ -82,35 +80,18 @@ class DurationBuckets(StatelessMixin, FeatureLayer):
                 f"{min_seconds!r}, max_seconds={max_seconds!r}"
             )
         self.min_seconds, self.max_seconds = low, high
-        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
-        edges = np.geomspace(low, high, self.num_buckets - 1)
         # Discretization works on float32: bucket the log of the duration,
         # whose float32 precision is uniform across scales.
         self._discretizer = tf.keras.layers.Discretization(
-            bin_boundaries=np.log(edges).tolist(), name="discretization"
-        )
-        self._embedding = tf.keras.layers.Embedding(
-            self.num_buckets + 1,
-            self.embedding_dim,
-            embeddings_initializer=self.embeddings_initializer,
-            name="embedding",
+            bin_boundaries=np.log(self.get_edges()).tolist(), name="discretization"
         )
 
-    @property
-    def output_dim(self) -> int:
-        return self.embedding_dim
+    def _num_rows(self) -> int:
+        return self.num_buckets + 1
 
     def get_edges(self) -> np.ndarray:
         """The ``num_buckets - 1`` bucket edges, in seconds."""
         return np.geomspace(self.min_seconds, self.max_seconds, self.num_buckets - 1)
-
-    def build(self, input_shape: Any = None) -> None:
-        if not self._embedding.built:
-            self._embedding.build((None,))
-        self.built = True
-
-    def input_signature(self) -> tf.TensorSpec:
-        return tf.TensorSpec(shape=[None], dtype=tf.int64)
 
     def bucketize(self, inputs: Any) -> tf.Tensor:
         """Table row of each duration: 0 for ``-1``, else ``1 .. num_buckets``."""
@@ -131,20 +112,13 @@ class DurationBuckets(StatelessMixin, FeatureLayer):
         buckets = tf.cast(self._discretizer(tf.cast(logs, tf.float32)), tf.int64) + 1
         return tf.where(known, buckets, tf.zeros_like(buckets))
 
-    def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        return self._embedding(prepared)
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
-                "embedding_dim": self.embedding_dim,
                 "num_buckets": self.num_buckets,
                 "min_seconds": self.min_seconds,
                 "max_seconds": self.max_seconds,
-                "embeddings_initializer": tf.keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
             }
         )
         return config

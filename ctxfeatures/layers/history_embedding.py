@@ -8,15 +8,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import check_choice, check_positive_int
+from ctxfeatures.layers._embedding import check_combiner, drop_padding
+from ctxfeatures.layers._inputs import check_positive_int
 from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
 from ctxfeatures.layers.id_embedding import IdEmbedding
-
-COMBINERS = ("mean", "sum", "sqrtn")
-# The padding of ctxfeatures.history.add_history (kept here so that the
-# layers never import the data utilities).
-_PAD_STRING = ""
-_PAD_INT = -1
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
@@ -102,7 +97,7 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
         self.item_embedding = item_embedding
         self.window = None if window is None else check_positive_int(window, "window")
         self.recency_decay = _check_decay(recency_decay)
-        self.combiner = check_choice(combiner, "combiner", COMBINERS)
+        self.combiner = check_combiner(combiner)
 
     @staticmethod
     def _check_shared(
@@ -128,43 +123,62 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
 
     # ----------------------------------------------------------------- state
     @property
-    def is_adapted(self) -> bool:
-        if self.item_embedding is not None:
-            return self.item_embedding.is_adapted
-        return super().is_adapted
+    def _shared(self) -> IdEmbedding | None:
+        # Read through getattr: the base initialiser asks for the table before
+        # `item_embedding` is assigned (not a class attribute, which would stop
+        # Keras from tracking the shared layer).
+        return getattr(self, "item_embedding", None)
+
+    def _new_accumulator(self) -> Any:
+        if self._shared is not None:
+            return None
+        return super()._new_accumulator()
 
     @property
-    def needs_adapt(self) -> bool:
-        return self.item_embedding is None and super().needs_adapt
+    def is_adapted(self) -> bool:
+        if self._shared is not None:
+            return self._shared.is_adapted
+        return super().is_adapted
 
     def _not_adapted_hint(self) -> str:
-        if self.item_embedding is not None:
+        if self._shared is not None:
             return (
-                f" on its shared item layer '{self.item_embedding.name}' (adapt "
+                f" on its shared item layer '{self._shared.name}' (adapt "
                 "the candidate tower)"
             )
         return super()._not_adapted_hint()
 
-    def build(self, input_shape: Any = None) -> None:
-        if self.item_embedding is not None:
-            if not self.item_embedding.built:
-                self.item_embedding.build(None)
-            self.built = True
-            return
-        super().build(input_shape)
+    def _num_rows(self) -> int | None:
+        if self._shared is not None:
+            return self._shared._num_rows()
+        return super()._num_rows()
 
     def _table(self) -> tf.keras.layers.Embedding:
-        if self.item_embedding is not None:
-            return self.item_embedding._embedding
-        return self._embedding
+        if self._shared is not None:
+            # The shared layer's own table: one variable, trained by both.
+            return self._shared._table()
+        return super()._table()
+
+    def build(self, input_shape: Any = None) -> None:
+        if self._shared is not None and not self._shared.built:
+            self._shared.build(None)
+        super().build(input_shape)
 
     def get_vocabulary(self) -> list[Any]:
-        if self.item_embedding is not None:
-            return self.item_embedding.get_vocabulary()
+        if self._shared is not None:
+            return self._shared.get_vocabulary()
         return super().get_vocabulary()
 
+    def lookup_ids(self, ids: tf.Tensor) -> tf.Tensor:
+        if self._shared is not None:
+            return self._shared.lookup_ids(ids)
+        return super().lookup_ids(ids)
+
     # ----------------------------------------------------------------- calls
-    def _to_ragged(self, inputs: Any) -> tf.RaggedTensor:
+    def _serves_lists(self) -> bool:
+        return True
+
+    def _validate(self, inputs: Any) -> tf.RaggedTensor:
         """The history as ``(batch, None)`` ragged ids, padding dropped."""
         if isinstance(inputs, tf.SparseTensor):
             inputs = tf.RaggedTensor.from_sparse(inputs)
@@ -177,14 +191,7 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
                 f"ragged (batch, None) tensor. Received shape {inputs.shape}."
             )
         self._check_dtype(inputs.dtype)
-        pad = _PAD_STRING if inputs.dtype == tf.string else _PAD_INT
-        return tf.ragged.boolean_mask(inputs, inputs != pad)
-
-    def _flat_ids(self, data: Any) -> tf.Tensor:
-        return self._to_ragged(data).flat_values
-
-    def _validate(self, inputs: Any) -> tf.RaggedTensor:
-        items = self._to_ragged(inputs)
+        items = drop_padding(inputs)
         if self.window is None:
             return items
         # The last `window` values of each row.
@@ -195,36 +202,7 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
             tf.gather(items.flat_values, positions.flat_values)
         )
 
-    def _lookup_ids(self, ids: tf.Tensor) -> tf.Tensor:
-        if self.item_embedding is not None:
-            return self.item_embedding._lookup_ids(ids)
-        return super()._lookup_ids(ids)
-
-    def _transform(self, values: tf.RaggedTensor) -> tf.RaggedTensor:
-        return values.with_flat_values(self._lookup_ids(values.flat_values))
-
-    def embed(
-        self, prepared: tf.RaggedTensor, training: bool | None = None
-    ) -> tf.Tensor:
-        vectors = self._table()(prepared.flat_values)
-        rows = prepared.value_rowids()
-        weights = self._weights(prepared)
-        if weights is not None:
-            vectors = vectors * weights[:, None]
-        else:
-            weights = tf.ones_like(vectors[:, 0])
-        total = tf.math.unsorted_segment_sum(vectors, rows, prepared.nrows())
-        if self.combiner == "sum":
-            return total
-        if self.combiner == "mean":
-            norm = tf.math.unsorted_segment_sum(weights, rows, prepared.nrows())
-        else:
-            squares = tf.math.unsorted_segment_sum(weights**2, rows, prepared.nrows())
-            norm = tf.sqrt(squares)
-        # Empty rows have a zero total and a zero norm: keep them at zero.
-        return total / tf.maximum(norm, 1e-12)[:, None]
-
-    def _weights(self, prepared: tf.RaggedTensor) -> tf.Tensor | None:
+    def _value_weights(self, prepared: tf.RaggedTensor) -> tf.Tensor | None:
         if self.recency_decay is None or self.recency_decay == 1.0:
             return None
         rows = prepared.value_rowids()
@@ -234,15 +212,6 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
         return tf.pow(
             tf.constant(self.recency_decay, tf.float32), tf.cast(age, tf.float32)
         )
-
-    def input_signature(self) -> tf.TensorSpec:
-        dtype = tf.string if self.id_dtype == "string" else tf.int64
-        return tf.TensorSpec(shape=[None, None], dtype=dtype)
-
-    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        input_shape = tf.TensorShape(input_shape)
-        batch = input_shape[0] if input_shape.rank else None
-        return tf.TensorShape([batch, self.output_dim])
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import as_column
+from ctxfeatures.layers._inputs import as_column
 from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
 
 
@@ -52,9 +52,6 @@ class IdEmbedding(VocabularyEmbeddingBase):
         TypeError: float or bool ids, or ids whose dtype is not ``id_dtype``.
     """
 
-    def _flat_ids(self, data: Any) -> tf.Tensor:
-        return as_column(data, self._owner(), self.input_description)
-
     def lookup(self, inputs: Any) -> tf.Tensor:
         """Returns the table row of each id (OOV ids get ``< num_oov_indices``)."""
         return self.preprocess(inputs)
@@ -63,9 +60,3 @@ class IdEmbedding(VocabularyEmbeddingBase):
         ids = as_column(inputs, self._owner(), self.input_description)
         self._check_dtype(ids.dtype)
         return ids
-
-    def _transform(self, values: tf.Tensor) -> tf.Tensor:
-        return self._lookup_ids(values)
-
-    def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        return self._embedding(prepared)

@@ -7,10 +7,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._base import check_choice, pool_rows
+from ctxfeatures.layers._embedding import check_combiner, drop_padding
 from ctxfeatures.layers._vocabulary import VocabularyEmbeddingBase
-
-COMBINERS = ("mean", "sum", "sqrtn")
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
@@ -18,9 +16,12 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
     """Pools the embeddings of several ids per example, e.g. a movie's genres.
 
     Inputs may be a ragged tensor of ids ``(batch, None)``, a dense
-    ``(batch, n)`` tensor, or delimited strings such as ``"Action|Comedy"``
-    (split on ``separator``). Empty strings are ignored, so an example with
-    no ids gets a zero vector.
+    ``(batch, n)`` tensor padded with ``""`` (string ids) or ``-1`` (integer
+    ids), or delimited strings such as ``"Action|Comedy"`` (split on
+    ``separator``). Padding and empty strings are dropped, so an example
+    with no ids gets a zero vector. The exported recommender serves string
+    ids as delimited strings ``(batch,)`` and integer ids as padded
+    ``(batch, n)`` lists.
 
     Args:
         embedding_dim: Size of each embedding vector.
@@ -61,7 +62,7 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
         separator: str = "|",
         **kwargs: Any,
     ) -> None:
-        check_choice(combiner, "combiner", COMBINERS)
+        check_combiner(combiner)
         if not isinstance(separator, str) or not separator:
             raise ValueError(
                 "`separator` must be a non-empty string. "
@@ -71,7 +72,11 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
         self.combiner = combiner
         self.separator = separator
 
-    def _to_ragged(self, inputs: Any) -> tf.RaggedTensor:
+    def _serves_lists(self) -> bool:
+        # String ids are served as delimited strings, one per example.
+        return self.id_dtype == "int64"
+
+    def _validate(self, inputs: Any) -> tf.RaggedTensor:
         owner = self._owner()
         if isinstance(inputs, tf.SparseTensor):
             inputs = tf.RaggedTensor.from_sparse(inputs)
@@ -82,9 +87,7 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
                 rank == 1 or (rank == 2 and inputs.shape[1] == 1)
             ):
                 inputs = tf.strings.split(tf.reshape(inputs, [-1]), self.separator)
-            elif rank == 2:
-                inputs = tf.RaggedTensor.from_tensor(inputs)
-            else:
+            elif rank != 2:
                 raise ValueError(
                     f"{owner} expects ragged ids (batch, None), dense ids "
                     "(batch, n) or delimited strings (batch,). Received shape "
@@ -96,30 +99,8 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
                 f"tensor of rank {inputs.shape.rank}."
             )
         self._check_dtype(inputs.dtype)
-        if inputs.dtype == tf.string:
-            # Empty strings are padding or empty lists, never an id.
-            inputs = tf.ragged.boolean_mask(inputs, tf.strings.length(inputs) > 0)
-        return inputs
-
-    def _flat_ids(self, data: Any) -> tf.Tensor:
-        return self._to_ragged(data).flat_values
-
-    def _validate(self, inputs: Any) -> tf.RaggedTensor:
-        return self._to_ragged(inputs)
-
-    def _transform(self, values: tf.RaggedTensor) -> tf.RaggedTensor:
-        return values.with_flat_values(self._lookup_ids(values.flat_values))
-
-    def embed(
-        self, prepared: tf.RaggedTensor, training: bool | None = None
-    ) -> tf.Tensor:
-        return pool_rows(self._embedding(prepared.flat_values), prepared, self.combiner)
-
-    def input_signature(self) -> tf.TensorSpec | tf.RaggedTensorSpec:
-        dtype = tf.string if self.id_dtype == "string" else tf.int64
-        if dtype == tf.string:
-            return tf.TensorSpec(shape=[None], dtype=dtype)
-        return tf.RaggedTensorSpec(shape=[None, None], dtype=dtype)
+        # Padding ("" or -1) and empty strings are never ids.
+        return drop_padding(inputs)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

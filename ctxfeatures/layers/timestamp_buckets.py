@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.layers._base import check_choice, check_positive_int
+from ctxfeatures.layers._embedding import EmbeddingFeature
+from ctxfeatures.layers._inputs import check_choice, check_positive_int
+from ctxfeatures.layers._state import (
+    Boundaries,
+    QuantileAccumulator,
+    UniformAccumulator,
+)
 from ctxfeatures.layers._timestamps import TimestampFeature
 
 BOUNDARY_MODES = ("uniform", "quantile")
@@ -39,7 +44,7 @@ def _explicit_boundaries(boundaries: Sequence[float], owner: str) -> list[float]
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
-class TimestampBuckets(TimestampFeature):
+class TimestampBuckets(TimestampFeature, EmbeddingFeature):
     """Buckets int64 seconds and embeds the bucket: ``(batch, embedding_dim)``.
 
     Composes a Keras ``Discretization`` with an ``Embedding`` of
@@ -51,8 +56,8 @@ class TimestampBuckets(TimestampFeature):
       :meth:`adapt` (``num_buckets - 1`` boundaries);
     * an explicit increasing list of seconds (no adapt needed).
 
-    Learned boundaries and the adapted time range are kept as non-trainable
-    float64 weights; boundaries are applied relative to the first one so that
+    Learned boundaries and the adapted time range are kept as a non-trainable
+    float64 weight; boundaries are applied relative to the first one so that
     float32 bucketing keeps second-level precision.
 
     A model serves after its training period, so its times lie outside the
@@ -74,6 +79,7 @@ class TimestampBuckets(TimestampFeature):
             ``"quantile"``; ignored for an explicit list.
         epsilon: Error tolerance of the streaming quantile sketch.
         embeddings_initializer: Initializer of the embedding table.
+        embeddings_regularizer: Optional regularizer of the embedding table.
         out_of_range: ``"zero"`` or ``"clip"``, for times outside the adapted
             range (adapted boundaries only).
         dropout: During training, the share of examples whose time is
@@ -109,12 +115,11 @@ class TimestampBuckets(TimestampFeature):
         boundaries: str | Sequence[float] = "uniform",
         num_buckets: int = 1000,
         epsilon: float = 0.01,
-        embeddings_initializer: Any = "uniform",
         out_of_range: str = "zero",
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(embedding_dim=embedding_dim, **kwargs)
         owner = self._owner()
         self.out_of_range = check_choice(out_of_range, "out_of_range", OUT_OF_RANGE)
         if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
@@ -122,7 +127,6 @@ class TimestampBuckets(TimestampFeature):
                 f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
             )
         self.dropout = float(dropout)
-        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.num_buckets = check_positive_int(num_buckets, "num_buckets", 2)
         if not 0.0 < float(epsilon) < 1.0:
             raise ValueError(f"`epsilon` must be in (0, 1). Received: {epsilon!r}")
@@ -136,22 +140,13 @@ class TimestampBuckets(TimestampFeature):
             self.boundaries: str | list[float] = boundaries
         else:
             self.boundaries = _explicit_boundaries(boundaries, owner)
-        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
-        self._embedding = tf.keras.layers.Embedding(
-            self.num_boundaries + 1,
-            self.embedding_dim,
-            embeddings_initializer=self.embeddings_initializer,
-            name="embedding",
-        )
-        self._adapt = types.SimpleNamespace()
         self._discretizer: tf.keras.layers.Discretization | None = None
         self._offset = 0.0
-        self._pending: np.ndarray | None = None
-        self._boundary_weight: tf.Variable | None = None
-        # The adapted [earliest, latest] time; everything, for explicit lists.
-        self._range = (-math.inf, math.inf)
         if not self.needs_adapt:
-            self._set_boundaries(np.asarray(self.boundaries, np.float64))
+            # Explicit boundaries: every time has a bucket.
+            self._apply_state(
+                Boundaries(0, tuple(self.boundaries), -math.inf, math.inf)
+            )
 
     # ----------------------------------------------------------------- state
     @property
@@ -162,17 +157,31 @@ class TimestampBuckets(TimestampFeature):
             return self.num_buckets
         return self.num_buckets - 1
 
-    @property
-    def output_dim(self) -> int:
-        return self.embedding_dim
+    def _num_rows(self) -> int:
+        return self.num_boundaries + 1
 
-    @property
-    def needs_adapt(self) -> bool:
-        return isinstance(self.boundaries, str)
+    def _new_accumulator(self) -> UniformAccumulator | QuantileAccumulator | None:
+        if self.boundaries == "uniform":
+            return UniformAccumulator(self.num_boundaries)
+        if self.boundaries == "quantile":
+            return QuantileAccumulator(self.num_buckets, self.epsilon)
+        return None
+
+    def _state_size(self) -> int:
+        # count, the boundaries, then the earliest and latest time.
+        return self.num_boundaries + 3
 
     @property
     def is_adapted(self) -> bool:
         return self._discretizer is not None
+
+    def _apply_state(self, state: Boundaries) -> None:
+        values = np.asarray(state.values, np.float64)
+        self._range = (state.low, state.high)
+        self._offset = float(values[0])
+        self._discretizer = tf.keras.layers.Discretization(
+            bin_boundaries=(values - self._offset).tolist(), name="discretization"
+        )
 
     def get_boundaries(self) -> np.ndarray:
         """The bucket boundaries in seconds (float64)."""
@@ -184,100 +193,6 @@ class TimestampBuckets(TimestampFeature):
         """The earliest and latest adapted time (infinite for explicit lists)."""
         self._require_adapted()
         return self._range
-
-    def build(self, input_shape: Any = None) -> None:
-        if self.needs_adapt and self._boundary_weight is None:
-            self._boundary_weight = self.add_weight(
-                name="boundaries",
-                # The boundaries, then the adapted earliest and latest time.
-                shape=(self.num_boundaries + 2,),
-                dtype=tf.float64,
-                # NaN marks "not adapted", so a saved unadapted layer reloads
-                # as unadapted rather than with fake boundaries.
-                initializer=tf.keras.initializers.Constant(math.nan),
-                trainable=False,
-            )
-            if self._pending is not None:
-                self._boundary_weight.assign(self._pending)
-                self._pending = None
-        self._embedding.build((None,))
-        self.built = True
-
-    def _set_boundaries(self, values: np.ndarray, time_range: Any = None) -> None:
-        self._offset = float(values[0])
-        self._discretizer = tf.keras.layers.Discretization(
-            bin_boundaries=(values - self._offset).tolist(), name="discretization"
-        )
-        if not self.needs_adapt:
-            return
-        self._range = (float(time_range[0]), float(time_range[1]))
-        state = np.concatenate([values, self._range])
-        if self._boundary_weight is not None:
-            self._boundary_weight.assign(state)
-        else:
-            self._pending = state
-
-    def load_own_variables(self, store: Any) -> None:
-        super().load_own_variables(store)
-        if self._boundary_weight is not None:
-            values = self._boundary_weight.numpy()
-            if not np.isnan(values).any():
-                self._set_boundaries(values[:-2], values[-2:])
-
-    # ----------------------------------------------------------------- adapt
-    def reset_state(self) -> None:
-        self._adapt = types.SimpleNamespace(
-            low=math.inf, high=-math.inf, reference=None, sketch=None
-        )
-
-    def update_state(self, data: Any) -> None:
-        if not self.needs_adapt:
-            return
-        values = self._timestamps(data).numpy()
-        if values.size == 0:
-            return
-        state = self._adapt
-        state.low = min(state.low, float(values.min()))
-        state.high = max(state.high, float(values.max()))
-        if self.boundaries == "quantile":
-            if state.sketch is None:
-                state.reference = float(values.min())
-                state.sketch = tf.keras.layers.Discretization(
-                    num_bins=self.num_buckets, epsilon=self.epsilon
-                )
-                state.sketch.build(None)
-            # The sketch works in float32: feed offsets, not raw epoch seconds.
-            state.sketch.update_state(values - state.reference)
-
-    def finalize_state(self) -> None:
-        if not self.needs_adapt:
-            return
-        state = self._adapt
-        if state.low > state.high:
-            raise ValueError(
-                f"{self._owner()}.adapt() received no timestamps. Pass at least one."
-            )
-        if self.boundaries == "uniform":
-            if state.low == state.high:
-                raise ValueError(
-                    f"{self._owner()}: every adapted timestamp equals "
-                    f"{state.low:.0f}, so uniform boundaries are undefined. "
-                    "Adapt on a wider time range or use explicit boundaries."
-                )
-            values = np.linspace(state.low, state.high, self.num_buckets)
-        else:
-            state.sketch.finalize_state()
-            values = np.asarray(state.sketch.bin_boundaries, np.float64)
-            values = values + state.reference
-            missing = self.num_boundaries - values.size
-            if missing > 0:
-                # Too few distinct values for every bucket: repeat the last
-                # boundary, which leaves the extra buckets empty.
-                fill = values[-1] if values.size else state.high
-                values = np.concatenate([values, np.full(missing, fill)])
-            values = np.sort(values[: self.num_boundaries])
-        self._adapt = types.SimpleNamespace()
-        self._set_boundaries(values, (state.low, state.high))
 
     # ----------------------------------------------------------------- calls
     def bucketize(self, inputs: Any) -> tf.Tensor:
@@ -298,26 +213,21 @@ class TimestampBuckets(TimestampFeature):
         return ids
 
     def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        known = prepared >= 0
         if training and self.dropout > 0:
-            known &= tf.random.uniform(tf.shape(prepared)) >= self.dropout
-        vectors = self._embedding(tf.maximum(prepared, 0))
-        # Out-of-range times (-1) carry no time information: a zero vector.
-        return tf.where(known[:, None], vectors, tf.zeros_like(vectors))
+            hidden = tf.random.uniform(tf.shape(prepared)) < self.dropout
+            prepared = tf.where(hidden, tf.constant(-1, prepared.dtype), prepared)
+        # Out-of-range (-1) and hidden times get the block's zero vector.
+        return super().embed(prepared, training)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
-                "embedding_dim": self.embedding_dim,
                 "boundaries": self.boundaries,
                 "num_buckets": self.num_buckets,
                 "epsilon": self.epsilon,
                 "out_of_range": self.out_of_range,
                 "dropout": self.dropout,
-                "embeddings_initializer": tf.keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
             }
         )
         return config

@@ -1,0 +1,182 @@
+"""EmbeddingFeature: the one index -> table -> pool block of the layers.
+
+Every embedding layer is an indexer (its ``_transform``: raw values to table
+rows) and a combiner on top of this block, which owns the table, its options
+(``embedding_dim``, ``embeddings_initializer``, ``embeddings_regularizer``),
+the pooling and the serving spec.
+
+Prepared values are either one row index per example, ``(batch,)``, where a
+negative index means "no value" and gives a zero vector; or several per
+example, ragged ``(batch, None)``, pooled by ``combiner`` (an example without
+values gives a zero vector).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers._inputs import check_choice, check_positive_int
+
+COMBINERS = ("mean", "sum", "sqrtn")
+
+
+def pool(
+    vectors: tf.Tensor,
+    rows: tf.RaggedTensor,
+    combiner: str,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Pools the flat ``vectors`` of each row of ``rows``: sum, mean or sqrtn.
+
+    With ``weights`` (one per value), ``"mean"`` is the weighted mean and
+    ``"sqrtn"`` divides the weighted sum by the root of the summed squared
+    weights. Rows without values pool to zeros.
+    """
+    ids, count = rows.value_rowids(), rows.nrows()
+    if weights is not None:
+        vectors = vectors * weights[:, None]
+    else:
+        weights = tf.ones_like(vectors[:, 0])
+    # num_segments keeps rows without values as zero rows.
+    total = tf.math.unsorted_segment_sum(vectors, ids, count)
+    if combiner == "sum":
+        return total
+    if combiner == "mean":
+        norm = tf.math.unsorted_segment_sum(weights, ids, count)
+    else:
+        norm = tf.sqrt(tf.math.unsorted_segment_sum(weights**2, ids, count))
+    # Empty rows have a zero total and a zero norm: keep them at zero.
+    return total / tf.maximum(norm, 1e-12)[:, None]
+
+
+class EmbeddingFeature(FeatureLayer):
+    """Base of the embedding layers: a table looked up and pooled.
+
+    Subclasses give ``_num_rows()`` (None while unknown, e.g. before adapt),
+    the indexer ``_transform`` and, for several values per example, a
+    ``combiner`` and optionally ``_value_weights``.
+
+    Args:
+        embedding_dim: Size of each embedding vector.
+        embeddings_initializer: Initializer of the table.
+        embeddings_regularizer: Optional regularizer of the table.
+        **kwargs: Base ``Layer`` arguments such as ``name``.
+    """
+
+    #: Pooling of several values per example; None: one value per example.
+    combiner: str | None = None
+    #: Raw dtype served by the exported signature.
+    raw_dtype: tf.DType = tf.int64
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        *,
+        embeddings_initializer: Any = "uniform",
+        embeddings_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
+        self._embedding: tf.keras.layers.Embedding | None = None
+
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim
+
+    def _num_rows(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def embeddings(self) -> tf.Variable:
+        """The embedding table, ``(rows, embedding_dim)``."""
+        self._require_adapted()
+        table = self._table()
+        if not table.built:
+            table.build((None,))
+        return table.embeddings
+
+    def _table(self) -> tf.keras.layers.Embedding:
+        rows = self._num_rows()
+        if self._embedding is None or self._embedding.input_dim != rows:
+            self._embedding = tf.keras.layers.Embedding(
+                rows,
+                self.embedding_dim,
+                embeddings_initializer=self.embeddings_initializer,
+                embeddings_regularizer=self.embeddings_regularizer,
+                name="embedding",
+            )
+            if self.built:
+                self._embedding.build((None,))
+        return self._embedding
+
+    def _apply_state(self, state: Any) -> None:
+        # A table sized for the new state (kept when the size is unchanged).
+        self._table()
+
+    def build(self, input_shape: Any = None) -> None:
+        if self._num_rows() is not None:
+            table = self._table()
+            if not table.built:
+                table.build((None,))
+        super().build(input_shape)
+
+    def embed(self, prepared: Any, training: bool | None = None) -> tf.Tensor:
+        table = self._table()
+        if isinstance(prepared, tf.RaggedTensor):
+            vectors = table(prepared.flat_values)
+            weights = self._value_weights(prepared)
+            return pool(vectors, prepared, self.combiner, weights)
+        vectors = table(tf.maximum(prepared, 0))
+        # A negative index is "no value": a zero vector.
+        return tf.where((prepared >= 0)[:, None], vectors, tf.zeros_like(vectors))
+
+    def _value_weights(self, prepared: tf.RaggedTensor) -> tf.Tensor | None:
+        return None
+
+    def _serves_lists(self) -> bool:
+        return self.combiner is not None
+
+    def input_signature(self) -> tf.TensorSpec:
+        """The served raw input: ``(batch,)``, or ``(batch, length)`` lists.
+
+        Lists are served dense, padded with ``""`` (string ids) or ``-1``
+        (integer ids); the padding is dropped before lookup, never pooled.
+        """
+        shape = [None, None] if self._serves_lists() else [None]
+        return tf.TensorSpec(shape=shape, dtype=self.raw_dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        regularizer = self.embeddings_regularizer
+        config.update(
+            {
+                "embedding_dim": self.embedding_dim,
+                "embeddings_initializer": tf.keras.initializers.serialize(
+                    self.embeddings_initializer
+                ),
+                "embeddings_regularizer": None
+                if regularizer is None
+                else tf.keras.regularizers.serialize(regularizer),
+            }
+        )
+        return config
+
+
+def check_combiner(combiner: Any) -> str:
+    return check_choice(combiner, "combiner", COMBINERS)
+
+
+def drop_padding(values: tf.Tensor | tf.RaggedTensor) -> tf.RaggedTensor:
+    """Dense ``(batch, n)`` or ragged ids as ragged, padding removed.
+
+    The padding is ``""`` for string ids and ``-1`` for integer ids (that of
+    :func:`ctxfeatures.history.add_history` and of served lists).
+    """
+    pad = tf.constant("" if values.dtype == tf.string else -1, values.dtype)
+    return tf.ragged.boolean_mask(values, tf.not_equal(values, pad))

@@ -1,0 +1,71 @@
+"""InBatchSoftmax: the in-batch softmax retrieval loss, without a label matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures")
+class InBatchSoftmax(tf.keras.losses.Loss):
+    """The TFRS retrieval loss, without materialising its label matrix.
+
+    ``tfrs.tasks.Retrieval`` scores every query against every candidate of the
+    batch and passes ``labels = tf.eye(num_queries, num_candidates)``: query
+    ``i``'s positive is column ``i``. Softmax cross-entropy against those
+    labels is ``logsumexp(scores_i) - scores_ii``, which this loss computes
+    directly. The values equal TFRS' default
+    ``CategoricalCrossentropy(from_logits=True, reduction=SUM)``; the step is
+    faster because the dense label matrix is never built or read. Temperature,
+    logQ correction and accidental-hit removal are applied by the task to the
+    scores before this loss sees them, as with the default.
+
+    :class:`RetrievalModel` uses it; it also drops into a plain TFRS model:
+    ``tfrs.tasks.Retrieval(loss=ctxfeatures.InBatchSoftmax())``. It assumes
+    those identity labels, so do not combine it with TFRS' hard-negative
+    mining, which reorders them.
+
+    Args:
+        name: Name of the loss.
+
+    Example:
+        >>> scores = tf.constant([[1.0, 0.0], [2.0, 2.0]])
+        >>> round(float(ctxfeatures.InBatchSoftmax()(tf.eye(2), scores)), 4)
+        1.0064
+    """
+
+    def __init__(self, name: str = "in_batch_softmax") -> None:
+        super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        # y_true is the identity by construction; reading it would cost a
+        # (batch, batch) tensor per step.
+        del y_true
+        return _softmax_cross_entropy_on_diagonal(y_pred)
+
+
+@tf.custom_gradient
+def _softmax_cross_entropy_on_diagonal(scores: tf.Tensor) -> Any:
+    """``logsumexp(scores_i) - scores_ii`` per row, with a hand-written gradient.
+
+    The gradient is ``softmax(scores) - I``. Written out, it reuses the
+    forward pass's exponentials and edits the diagonal in place, where
+    autodiff would recompute them and add a dense matrix for the diagonal:
+    on a 2048 x 2048 batch this halves the loss's share of the step.
+    """
+    peak = tf.stop_gradient(tf.reduce_max(scores, axis=1, keepdims=True))
+    exps = tf.exp(scores - peak)
+    sums = tf.reduce_sum(exps, axis=1, keepdims=True)
+    loss = tf.squeeze(tf.math.log(sums) + peak, 1) - tf.linalg.diag_part(scores)
+
+    def grad(upstream: tf.Tensor) -> tf.Tensor:
+        probabilities = exps * (upstream[:, None] / sums)
+        diagonal = tf.linalg.diag_part(probabilities) - upstream
+        return tf.linalg.set_diag(probabilities, diagonal)
+
+    return loss, grad
