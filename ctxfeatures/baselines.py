@@ -79,6 +79,55 @@ class _Baseline:
         if self.candidate_ids is None:
             raise ValueError(f"{self.owner} is not fitted yet: call `fit()` first.")
 
+    def fit(
+        self,
+        events: Any,
+        *,
+        user: str = "user_id",
+        item: str = "movie_title",
+        time: str = "timestamp",
+        candidates: Any = None,
+    ) -> Any:
+        """Fits on ``events``, the training part only.
+
+        Args:
+            events: A ``tf.data.Dataset`` of feature dicts or a mapping of
+                numpy columns.
+            user: User column (read by the baselines that model users).
+            item: Item column; also the key of the true item at evaluation.
+            time: Time column (read by the baselines that use time).
+            candidates: Ids to rank (array, dataset of ids, or of dicts with
+                ``item``); by default the fitted items. Unseen candidates rank
+                last.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: no events, missing columns or empty ``candidates``.
+        """
+        owner = f"{self.owner}.fit()"
+        roles = self._columns(user=user, item=item, time=time)
+        columns = read_columns(events, list(roles), owner, list(roles.values()))
+        items = as_ids(columns[item], item, owner)
+        if items.size == 0:
+            raise ValueError(f"{owner}: received no events.")
+        catalogue = _catalogue(items, candidates, item, owner)
+        named = {role: columns[key] for key, role in roles.items()}
+        named["item"] = items
+        self._fit(named, catalogue)
+        self.candidate_ids = tf.constant(catalogue)
+        self.candidate_id = item
+        return self
+
+    def _columns(self, *, user: str, item: str, time: str) -> dict[str, str]:
+        """The columns this baseline reads, mapped to their roles."""
+        raise NotImplementedError
+
+    def _fit(self, columns: dict[str, np.ndarray], catalogue: np.ndarray) -> None:
+        """Fits on the role-named columns; ``catalogue`` holds the ids to rank."""
+        raise NotImplementedError
+
     def _batch_size(self, features: Mapping[str, Any]) -> tf.Tensor:
         first = next(iter(features.values()))
         if isinstance(first, tf.RaggedTensor):
@@ -88,6 +137,8 @@ class _Baseline:
 
 class MostPopular(_Baseline):
     """Recommends the most frequent training items, the same list to everyone.
+
+    ``fit`` reads the item column (and, with ``window_seconds``, the time).
 
     Args:
         window_seconds: Count only the events of the last ``window_seconds``
@@ -119,47 +170,18 @@ class MostPopular(_Baseline):
         self.window_seconds = window_seconds
         self._scores: tf.Tensor | None = None
 
-    def fit(
-        self,
-        events: Any,
-        *,
-        user: str = "user_id",
-        item: str = "movie_title",
-        time: str = "timestamp",
-        candidates: Any = None,
-    ) -> MostPopular:
-        """Counts items over ``events`` (the training part only).
+    def _columns(self, *, user: str, item: str, time: str) -> dict[str, str]:
+        if self.window_seconds is None:
+            return {item: "item"}
+        return {item: "item", time: "time"}
 
-        Args:
-            events: A ``tf.data.Dataset`` of feature dicts or a mapping of
-                numpy columns.
-            user: User column (unused; accepted for a uniform interface).
-            item: Item column; also the key of the true item at evaluation.
-            time: Time column, read only with ``window_seconds``.
-            candidates: Ids to rank (array, dataset of ids, or of dicts with
-                ``item``); by default the fitted items. Unseen candidates rank
-                last.
-
-        Returns:
-            ``self``.
-        """
-        del user
-        keys, roles = [item], ["item"]
+    def _fit(self, columns: dict[str, np.ndarray], catalogue: np.ndarray) -> None:
+        items = columns["item"]
         if self.window_seconds is not None:
-            keys, roles = [item, time], ["item", "time"]
-        columns = read_columns(events, keys, f"{self.owner}.fit()", roles)
-        items = as_ids(columns[item], item, f"{self.owner}.fit()")
-        if items.size == 0:
-            raise ValueError(f"{self.owner}.fit(): received no events.")
-        catalogue = _catalogue(items, candidates, item, f"{self.owner}.fit()")
-        if self.window_seconds is not None:
-            times = columns[time]
+            times = columns["time"]
             items = items[times > times.max() - self.window_seconds]
         positions = _positions(items, catalogue)
         self._scores = tf.constant(_popularity_order(positions, catalogue.size))
-        self.candidate_ids = tf.constant(catalogue)
-        self.candidate_id = item
-        return self
 
     def top(self, k: int) -> list[Any]:
         """The ``k`` most popular candidates, most popular first."""
@@ -185,7 +207,8 @@ class EASE(_Baseline):
     ordered by popularity.
 
     ``B`` is a dense ``C × C`` matrix: the catalogue may hold at most
-    ``max_items`` candidates.
+    ``max_items`` candidates; ``fit`` raises a ``ValueError`` that gives the
+    matrix's memory otherwise. ``fit`` reads the user and item columns.
 
     Args:
         l2: L2 regularisation (Steck's λ; 250 to 1000 suits MovieLens).
@@ -219,52 +242,23 @@ class EASE(_Baseline):
         self._weights: tf.Variable | None = None
         self._table: tf.lookup.StaticHashTable | None = None
 
-    def fit(
-        self,
-        events: Any,
-        *,
-        user: str = "user_id",
-        item: str = "movie_title",
-        candidates: Any = None,
-    ) -> EASE:
-        """Solves for the item-item weights on ``events`` (training part only).
+    def _columns(self, *, user: str, item: str, time: str) -> dict[str, str]:
+        return {user: "user", item: "item"}
 
-        Args:
-            events: A ``tf.data.Dataset`` of feature dicts or a mapping of
-                numpy columns.
-            user: User column: each user's items form one row of ``X``.
-            item: Item column; also the key of the true item at evaluation.
-            candidates: Ids to rank; by default the fitted items.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            ValueError: more than ``max_items`` candidates (the message says
-                how much memory the matrix would take), or no events.
-        """
-        owner = f"{self.owner}.fit()"
-        columns = read_columns(events, [user, item], owner, ["user", "item"])
-        items = as_ids(columns[item], item, owner)
-        if items.size == 0:
-            raise ValueError(f"{owner}: received no events.")
-        catalogue = _catalogue(items, candidates, item, owner)
+    def _fit(self, columns: dict[str, np.ndarray], catalogue: np.ndarray) -> None:
         self._check_size(catalogue.size)
-        positions = _positions(items, catalogue)
-        weights = self._solve(columns[user], positions, catalogue.size)
+        positions = _positions(columns["item"], catalogue)
+        weights = self._solve(columns["user"], positions, catalogue.size)
         popularity = _popularity_order(positions, catalogue.size) / catalogue.size
         # Ties (e.g. an empty history) are broken by popularity.
         self._popularity = tf.constant(1e-6 * popularity, tf.float32)
         self._weights = tf.Variable(weights, trainable=False, name="ease_weights")
-        self.candidate_ids = tf.constant(catalogue)
-        self.candidate_id = item
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                self.candidate_ids, tf.range(catalogue.size, dtype=tf.int64)
+                tf.constant(catalogue), tf.range(catalogue.size, dtype=tf.int64)
             ),
             default_value=-1,
         )
-        return self
 
     def _check_size(self, size: int) -> None:
         if size > self.max_items:

@@ -52,6 +52,9 @@ class FeatureLayer(tf.keras.layers.Layer):
 
     #: What one raw input value is, for error messages.
     input_description = "value"
+    #: The init arguments, each kept as the attribute of the same name: what
+    #: :meth:`get_config` returns (collected over the class hierarchy).
+    config_keys: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -279,6 +282,20 @@ class FeatureLayer(tf.keras.layers.Layer):
         input_shape = tf.TensorShape(input_shape)
         batch = input_shape[0] if input_shape.rank else None
         return tf.TensorShape([batch, self.output_dim])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        for cls in reversed(type(self).__mro__):
+            for key in vars(cls).get("config_keys", ()):
+                config[key] = self._config_value(key)
+        return config
+
+    def _config_value(self, key: str) -> Any:
+        value = getattr(self, key)
+        # Keras wraps list attributes for tracking: return plain lists.
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        return value
 
 
 class OneStageFeatureLayer(FeatureLayer):

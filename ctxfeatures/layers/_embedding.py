@@ -70,6 +70,7 @@ class EmbeddingFeature(FeatureLayer):
     combiner: str | None = None
     #: Raw dtype served by the exported signature.
     raw_dtype: tf.DType = tf.int64
+    config_keys = ("embedding_dim", "embeddings_initializer", "embeddings_regularizer")
 
     def __init__(
         self,
@@ -136,6 +137,14 @@ class EmbeddingFeature(FeatureLayer):
         # A negative index is "no value": a zero vector.
         return tf.where((prepared >= 0)[:, None], vectors, tf.zeros_like(vectors))
 
+    def _config_value(self, key: str) -> Any:
+        value = getattr(self, key)
+        if key == "embeddings_initializer":
+            return tf.keras.initializers.serialize(value)
+        if key == "embeddings_regularizer" and value is not None:
+            return tf.keras.regularizers.serialize(value)
+        return super()._config_value(key)
+
     def _value_weights(self, prepared: tf.RaggedTensor) -> tf.Tensor | None:
         return None
 
@@ -150,22 +159,6 @@ class EmbeddingFeature(FeatureLayer):
         """
         shape = [None, None] if self._serves_lists() else [None]
         return tf.TensorSpec(shape=shape, dtype=self.raw_dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        regularizer = self.embeddings_regularizer
-        config.update(
-            {
-                "embedding_dim": self.embedding_dim,
-                "embeddings_initializer": tf.keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
-                "embeddings_regularizer": None
-                if regularizer is None
-                else tf.keras.regularizers.serialize(regularizer),
-            }
-        )
-        return config
 
 
 def check_combiner(combiner: Any) -> str:

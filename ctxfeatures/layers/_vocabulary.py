@@ -78,6 +78,14 @@ class VocabularyEmbeddingBase(EmbeddingFeature):
     """
 
     input_description = "id"
+    config_keys = (
+        "vocabulary",
+        "id_dtype",
+        "max_tokens",
+        "min_frequency",
+        "num_oov_indices",
+        "num_hash_bins",
+    )
 
     def __init__(
         self,
@@ -181,20 +189,6 @@ class VocabularyEmbeddingBase(EmbeddingFeature):
                 name="lookup",
             )
         super()._apply_state(state)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "vocabulary": self.vocabulary,
-                "id_dtype": self.id_dtype,
-                "max_tokens": self.max_tokens,
-                "min_frequency": self.min_frequency,
-                "num_oov_indices": self.num_oov_indices,
-                "num_hash_bins": self.num_hash_bins,
-            }
-        )
-        return config
 
     # ----------------------------------------------------------------- calls
     def _check_dtype(self, dtype: tf.DType) -> None:

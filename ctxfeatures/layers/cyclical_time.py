@@ -48,6 +48,8 @@ class CyclicalTime(TimestampFeature):
         TypeError: string or bool timestamps.
     """
 
+    config_keys = ("components", "utc_offset_hours")
+
     def __init__(
         self,
         components: Sequence[str] = ("hour_of_day", "day_of_week"),
@@ -95,13 +97,3 @@ class CyclicalTime(TimestampFeature):
     def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         # Already the final feature: the encoding has no trainable part.
         return prepared
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "components": list(self.components),
-                "utc_offset_hours": self.utc_offset_hours,
-            }
-        )
-        return config

@@ -61,6 +61,7 @@ class DurationBuckets(EmbeddingFeature):
     """
 
     input_description = "duration"
+    config_keys = ("num_buckets", "min_seconds", "max_seconds")
 
     def __init__(
         self,
@@ -111,17 +112,6 @@ class DurationBuckets(EmbeddingFeature):
         logs = tf.math.log(tf.where(known, values, 1.0))
         buckets = tf.cast(self._discretizer(tf.cast(logs, tf.float32)), tf.int64) + 1
         return tf.where(known, buckets, tf.zeros_like(buckets))
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "num_buckets": self.num_buckets,
-                "min_seconds": self.min_seconds,
-                "max_seconds": self.max_seconds,
-            }
-        )
-        return config
 
 
 def _check_durations(values: tf.Tensor, owner: str) -> list[tf.Operation]:

@@ -69,6 +69,7 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
     """
 
     input_description = "history"
+    config_keys = ("window", "recency_decay", "combiner")
 
     def __init__(
         self,
@@ -215,13 +216,6 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            {
-                "window": self.window,
-                "recency_decay": self.recency_decay,
-                "combiner": self.combiner,
-            }
-        )
         if self.item_embedding is not None:
             for key in ("embedding_dim", "vocabulary", *_OWN_TABLE_OPTIONS):
                 config.pop(key, None)

@@ -53,6 +53,8 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
         TypeError: float ids or ids whose dtype is not ``id_dtype``.
     """
 
+    config_keys = ("combiner", "separator")
+
     def __init__(
         self,
         embedding_dim: int,
@@ -101,8 +103,3 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
         self._check_dtype(inputs.dtype)
         # Padding ("" or -1) and empty strings are never ids.
         return drop_padding(inputs)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({"combiner": self.combiner, "separator": self.separator})
-        return config

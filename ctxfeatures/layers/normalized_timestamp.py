@@ -42,6 +42,8 @@ class NormalizedTimestamp(TimestampFeature):
         TypeError: string or bool timestamps.
     """
 
+    config_keys = ("clip",)
+
     def __init__(self, clip: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(clip, bool):
@@ -94,8 +96,3 @@ class NormalizedTimestamp(TimestampFeature):
     def embed(self, prepared: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         # Already the final feature: normalisation has no trainable part.
         return prepared
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["clip"] = self.clip
-        return config

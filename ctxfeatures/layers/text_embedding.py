@@ -61,6 +61,7 @@ class TextEmbedding(EmbeddingFeature):
     input_description = "string"
     combiner = "mean"
     raw_dtype = tf.string
+    config_keys = ("max_tokens", "vocabulary", "standardize", "split", "ngrams")
 
     def __init__(
         self,
@@ -172,16 +173,3 @@ class TextEmbedding(EmbeddingFeature):
 
     def _serves_lists(self) -> bool:
         return False
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "max_tokens": self.max_tokens,
-                "vocabulary": self.vocabulary,
-                "standardize": self.standardize,
-                "split": self.split,
-                "ngrams": self.ngrams,
-            }
-        )
-        return config

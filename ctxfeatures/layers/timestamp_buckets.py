@@ -109,6 +109,8 @@ class TimestampBuckets(TimestampFeature, EmbeddingFeature):
         TypeError: string or bool timestamps.
     """
 
+    config_keys = ("boundaries", "num_buckets", "epsilon", "out_of_range", "dropout")
+
     def __init__(
         self,
         embedding_dim: int,
@@ -218,16 +220,3 @@ class TimestampBuckets(TimestampFeature, EmbeddingFeature):
             prepared = tf.where(hidden, tf.constant(-1, prepared.dtype), prepared)
         # Out-of-range (-1) and hidden times get the block's zero vector.
         return super().embed(prepared, training)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "boundaries": self.boundaries,
-                "num_buckets": self.num_buckets,
-                "epsilon": self.epsilon,
-                "out_of_range": self.out_of_range,
-                "dropout": self.dropout,
-            }
-        )
-        return config
