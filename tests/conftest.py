@@ -1,34 +1,76 @@
-"""Shared fixtures. Importing ctxfeatures first routes tf.keras to Keras 2."""
+"""Shared fixtures and builders. Importing ctxfeatures first routes tf.keras to Keras 2.
+
+Test modules take what they share from here as fixtures (``synthetic``,
+``build_model``, ``run_python``, ``keras_roundtrip``, ``functional``,
+``root``); no test module imports another.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import ctxfeatures  # noqa: F401  (must precede TensorFlow)
+import ctxfeatures as cf  # noqa: F401  (must precede TensorFlow use)
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
 
 
-@pytest.fixture
-def ml100k() -> Path:
-    if not (ML100K / "u.data").exists():
-        pytest.skip(f"MovieLens 100K not found at {ML100K} (../shared is absent)")
-    return ML100K
+# ----------------------------------------------------------------- builders
+def synthetic_events(
+    n: int = 3000, users: int = 60, items: int = 40, seed: int = 0
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(events, catalogue): users prefer items near their own id."""
+    rng = np.random.default_rng(seed)
+    user = rng.integers(0, users, n)
+    # Users prefer items near their own id, so there is something to learn.
+    item = (user * items // users + rng.integers(-4, 5, n)) % items
+    data = {
+        "user_id": np.array([f"u{u}" for u in user]),
+        "item": np.array([f"item {i} kind{i % 5}" for i in item]),
+        "timestamp": rng.integers(880_000_000, 890_000_000, n).astype(np.int64),
+    }
+    catalogue = {"item": np.array([f"item {i} kind{i % 5}" for i in range(items)])}
+    return (
+        tf.data.Dataset.from_tensor_slices(data),
+        tf.data.Dataset.from_tensor_slices(catalogue),
+    )
 
 
-def run_python(code: str, env: dict | None = None, timeout: int = 240):
-    """Runs code in a fresh interpreter; returns the CompletedProcess."""
+def build_retrieval(data, catalogue, **kwargs) -> cf.RetrievalModel:
+    """A small model on the synthetic events: ids, time and title text."""
+    return cf.build_retrieval_model(
+        {
+            "user_id": cf.IdEmbedding(8),
+            "timestamp": [
+                cf.TimestampBuckets(4, num_buckets=10),
+                cf.NormalizedTimestamp(),
+            ],
+        },
+        {"item": [cf.IdEmbedding(8), cf.TextEmbedding(8)]},
+        catalogue,
+        candidate_id="item",
+        adapt_data=data,
+        head_units=(8,),
+        **kwargs,
+    )
+
+
+def run_python_code(code: str, env: dict | None = None, timeout: int = 240):
+    """Runs code in a fresh interpreter (tests/ importable); the CompletedProcess."""
     full_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     full_env.update(env or {})
     full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "tests"), full_env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -39,14 +81,52 @@ def run_python(code: str, env: dict | None = None, timeout: int = 240):
     )
 
 
-def keras_roundtrip(model: tf.keras.Model, path: Path) -> tf.keras.Model:
+def keras_roundtrip_model(model: tf.keras.Model, path: Path) -> tf.keras.Model:
     model.save(str(path))
     return tf.keras.models.load_model(str(path), safe_mode=True)
 
 
-def functional(layer: tf.keras.layers.Layer, dtype: tf.DType) -> tf.keras.Model:
+def functional_model(layer: tf.keras.layers.Layer, dtype: tf.DType) -> tf.keras.Model:
     inputs = tf.keras.Input(shape=(), dtype=dtype)
     return tf.keras.Model(inputs, layer(inputs))
+
+
+# ----------------------------------------------------------------- fixtures
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def ml100k() -> Path:
+    if not (ML100K / "u.data").exists():
+        pytest.skip(f"MovieLens 100K not found at {ML100K} (../shared is absent)")
+    return ML100K
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> Callable[..., tuple[tf.data.Dataset, tf.data.Dataset]]:
+    return synthetic_events
+
+
+@pytest.fixture(scope="session")
+def build_model() -> Callable[..., cf.RetrievalModel]:
+    return build_retrieval
+
+
+@pytest.fixture(scope="session")
+def run_python() -> Callable[..., subprocess.CompletedProcess]:
+    return run_python_code
+
+
+@pytest.fixture(scope="session")
+def keras_roundtrip() -> Callable[..., tf.keras.Model]:
+    return keras_roundtrip_model
+
+
+@pytest.fixture(scope="session")
+def functional() -> Callable[..., tf.keras.Model]:
+    return functional_model
 
 
 @pytest.fixture(autouse=True)

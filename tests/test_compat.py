@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT, run_python
 
-
-def test_fresh_import_routes_tf_keras_to_tf_keras():
+def test_fresh_import_routes_tf_keras_to_tf_keras(run_python):
     result = run_python(
         "import ctxfeatures, tensorflow as tf\nprint(tf.keras.layers.Layer.__module__)"
     )
@@ -15,7 +13,7 @@ def test_fresh_import_routes_tf_keras_to_tf_keras():
     assert result.stdout.strip().startswith("tf_keras")
 
 
-def test_import_after_keras3_fails_with_the_fix():
+def test_import_after_keras3_fails_with_the_fix(run_python):
     result = run_python(
         "import tensorflow as tf\n"
         "tf.keras.layers.Dense  # binds tf.keras to Keras 3\n"
@@ -27,7 +25,7 @@ def test_import_after_keras3_fails_with_the_fix():
     assert "keras 3" in result.stderr
 
 
-def test_import_after_tf_but_before_keras_still_works():
+def test_import_after_tf_but_before_keras_still_works(run_python):
     result = run_python(
         "import tensorflow as tf\nimport ctxfeatures\n"
         "print(tf.keras.layers.Layer.__module__)"
@@ -36,18 +34,18 @@ def test_import_after_tf_but_before_keras_still_works():
     assert result.stdout.strip().startswith("tf_keras")
 
 
-def test_explicit_opt_out_is_refused():
+def test_explicit_opt_out_is_refused(run_python):
     result = run_python("import ctxfeatures", env={"TF_USE_LEGACY_KERAS": "0"})
     assert result.returncode != 0
     assert "TF_USE_LEGACY_KERAS='0'" in result.stderr
 
 
-def test_no_source_imports_keras_3():
+def test_no_source_imports_keras_3(root):
     pattern = re.compile(r"^\s*(import keras\b|from keras\b)", re.MULTILINE)
     offenders = [
         str(path)
         for folder in ("ctxfeatures", "examples", "benchmarks", "tests")
-        for path in (ROOT / folder).rglob("*.py")
+        for path in (root / folder).rglob("*.py")
         if pattern.search(path.read_text())
     ]
     assert offenders == []

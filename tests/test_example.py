@@ -6,11 +6,11 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
-SCRIPT = ROOT / "examples" / "movielens_context.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "movielens_context.py"
 
 
 def run_study(ml100k, tmp_path, *args):

@@ -6,11 +6,9 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
 
-
-def test_readme_example_runs(tmp_path):
-    text = (ROOT / "README.md").read_text()
+def test_readme_example_runs(tmp_path, root):
+    text = (root / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert len(code.strip().splitlines()) <= 20
     result = subprocess.run(
@@ -25,8 +23,8 @@ def test_readme_example_runs(tmp_path):
     assert (tmp_path / "recommender" / "saved_model.pb").exists()
 
 
-def test_readme_has_exactly_two_setup_commands():
-    text = (ROOT / "README.md").read_text()
+def test_readme_has_exactly_two_setup_commands(root):
+    text = (root / "README.md").read_text()
     setup = text.split("## Set-up")[1].split("## ")[0]
     commands = re.findall(r"```bash\n(.*?)```", setup, re.S)
     assert len(commands) == 2

@@ -6,51 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
-from conftest import run_python
 
 import ctxfeatures as cf
 
 
-def synthetic(n=3000, users=60, items=40, seed=0):
-    rng = np.random.default_rng(seed)
-    user = rng.integers(0, users, n)
-    # Users prefer items near their own id, so there is something to learn.
-    item = (user * items // users + rng.integers(-4, 5, n)) % items
-    data = {
-        "user_id": np.array([f"u{u}" for u in user]),
-        "item": np.array([f"item {i} kind{i % 5}" for i in item]),
-        "timestamp": rng.integers(880_000_000, 890_000_000, n).astype(np.int64),
-    }
-    catalogue = {"item": np.array([f"item {i} kind{i % 5}" for i in range(items)])}
-    return (
-        tf.data.Dataset.from_tensor_slices(data),
-        tf.data.Dataset.from_tensor_slices(catalogue),
-    )
-
-
-def build(data, catalogue, **kwargs):
-    return cf.build_retrieval_model(
-        {
-            "user_id": cf.IdEmbedding(8),
-            "timestamp": [
-                cf.TimestampBuckets(4, num_buckets=10),
-                cf.NormalizedTimestamp(),
-            ],
-        },
-        {"item": [cf.IdEmbedding(8), cf.TextEmbedding(8)]},
-        catalogue,
-        candidate_id="item",
-        adapt_data=data,
-        head_units=(8,),
-        **kwargs,
-    )
-
-
 @pytest.fixture(scope="module")
-def trained():
+def trained(synthetic, build_model):
     tf.keras.utils.set_random_seed(1)
     data, catalogue = synthetic()
-    model = build(data, catalogue)
+    model = build_model(data, catalogue)
     model.compile(tf.keras.optimizers.Adagrad(0.5))
     model.fit(data.batch(256), epochs=3, verbose=0)
     return model, data, catalogue
@@ -71,17 +35,17 @@ def test_evaluate_top_k_agrees_with_factorized_top_k(trained):
     )
     for batch in data.batch(500):
         metric.update_state(model.query_tower(batch), model.candidate_tower(batch))
-    theirs = [float(m.result()) for m in metric._top_k_metrics]
+    theirs = [float(value) for value in metric.result()]
     for k, value in zip(ks, theirs):
         assert abs(ours[f"top_{k}"] - value) <= 0.002, (k, ours, theirs)
     assert 0.0 < ours["top_1"] < ours["top_20"] <= 1.0
 
 
-def test_duplicates_count_like_tfrs():
+def test_duplicates_count_like_tfrs(synthetic, build_model):
     data, catalogue = synthetic(n=600)
     doubled = catalogue.concatenate(catalogue)
     tf.keras.utils.set_random_seed(3)
-    model = build(data, doubled)
+    model = build_model(data, doubled)
     ks = (1, 3, 10)
     ours = model.evaluate_top_k(data.batch(100), ks=ks)
     metric = tfrs.metrics.FactorizedTopK(
@@ -89,11 +53,11 @@ def test_duplicates_count_like_tfrs():
     )
     for batch in data.batch(100):
         metric.update_state(model.query_tower(batch), model.candidate_tower(batch))
-    for k, m in zip(ks, metric._top_k_metrics):
-        assert abs(ours[f"top_{k}"] - float(m.result())) <= 0.002
+    for k, value in zip(ks, metric.result()):
+        assert abs(ours[f"top_{k}"] - float(value)) <= 0.002
 
 
-def test_exported_recommender_serves_without_ctxfeatures(trained, tmp_path):
+def test_exported_recommender_serves_without_ctxfeatures(trained, tmp_path, run_python):
     model, _, _ = trained
     path = str(tmp_path / "recommender")
     model.export_recommender(path, k=5)
@@ -128,10 +92,10 @@ def test_exported_recommender_serves_without_ctxfeatures(trained, tmp_path):
     np.testing.assert_allclose(served["scores"], top.values.numpy(), rtol=1e-5)
 
 
-def test_sample_weight_and_sampling_probability_train():
+def test_sample_weight_and_sampling_probability_train(synthetic, build_model):
     data, catalogue = synthetic(n=500)
     data = data.map(lambda x: {**x, "w": 2.0, "p": 0.1})
-    model = build(
+    model = build_model(
         data, catalogue, sample_weight="w", candidate_sampling_probability="p"
     )
     model.compile(tf.keras.optimizers.Adagrad(0.1))
@@ -139,14 +103,14 @@ def test_sample_weight_and_sampling_probability_train():
     assert np.isfinite(loss)
 
 
-def test_errors():
+def test_errors(synthetic, build_model):
     data, catalogue = synthetic(n=200)
     with pytest.raises(ValueError, match="Make the last entry of `head_units`"):
         q = cf.Tower({"user_id": cf.IdEmbedding(4)}, head_units=(8,), name="q")
         c = cf.Tower({"item": cf.IdEmbedding(4)}, head_units=(16,), name="c")
         cf.RetrievalModel(q, c, catalogue, "item")
     with pytest.raises(ValueError, match="Tower 'candidate'.*empty dataset"):
-        build(data, catalogue.take(0))
+        build_model(data, catalogue.take(0))
     q = cf.Tower({"user_id": cf.IdEmbedding(4, vocabulary=["u"])}, name="q")
     c = cf.Tower({"item": cf.IdEmbedding(4, vocabulary=["x"])}, name="cand")
     with pytest.raises(
@@ -158,14 +122,14 @@ def test_errors():
     numeric = tf.data.Dataset.from_tensor_slices({"item": np.arange(3)})
     with pytest.raises(TypeError, match="Tower 'cand', feature 'item'.*int64"):
         cf.RetrievalModel(q, c, numeric, "item")
-    model = build(data, catalogue)
+    model = build_model(data, catalogue)
     with pytest.raises(ValueError, match="catalogue size \\(40\\)"):
         model.evaluate_top_k(data.batch(50), ks=(10, 41))
     with pytest.raises(ValueError, match="catalogue size \\(40\\)"):
         model.export_recommender("/tmp/unused", k=41)
 
 
-def test_mirrored_strategy_matches_single_device():
+def test_mirrored_strategy_matches_single_device(run_python):
     code = textwrap.dedent(
         """
         import json
@@ -174,13 +138,13 @@ def test_mirrored_strategy_matches_single_device():
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import sys; sys.path.insert(0, "tests")
-        from test_retrieval import build, synthetic
-
+        from conftest import build_retrieval as build_model
+        from conftest import synthetic_events as synthetic
+        
         def train(strategy, prepared=False):
             tf.keras.utils.set_random_seed(7)
             data, catalogue = synthetic(n=2048)
-            model = build(data, catalogue, strategy=strategy)
+            model = build_model(data, catalogue, strategy=strategy)
             model.compile(tf.keras.optimizers.SGD(0.05))
             batches = data.batch(256)
             start = [v.numpy() for v in model.trainable_variables]
@@ -210,3 +174,89 @@ def test_mirrored_strategy_matches_single_device():
     assert out["mirrored"] == pytest.approx(out["single"], rel=5e-3), out
     # Prepared batches (lookups in tf.data) train the same under the strategy.
     assert out["mirrored_prepared"] == pytest.approx(out["single"], rel=5e-3), out
+
+
+def fitted_loss(model, data):
+    model.compile(tf.keras.optimizers.Adagrad(0.5))
+    history = model.fit(data, epochs=2, verbose=0).history["loss"]
+    return np.asarray(history)
+
+
+def test_fit_and_evaluate_on_prepared_data_match_raw(synthetic, build_model):
+    data, catalogue = synthetic(n=2000)
+    batches = data.batch(128)
+    tf.keras.utils.set_random_seed(3)
+    raw_model = build_model(data, catalogue)
+    tf.keras.utils.set_random_seed(3)
+    prepared_model = build_model(data, catalogue)
+    raw_loss = fitted_loss(raw_model, batches)
+    prepared = prepared_model.prepare(batches).cache()
+    prepared_loss = fitted_loss(prepared_model, prepared)
+    np.testing.assert_allclose(prepared_loss, raw_loss, rtol=1e-4)
+    assert prepared_loss[1] < prepared_loss[0]
+    raw_eval = raw_model.evaluate_top_k(data, ks=(1, 10))
+    assert prepared_model.evaluate_top_k(prepared, ks=(1, 10)) == pytest.approx(
+        raw_eval, abs=1e-3
+    )
+    # Unbatched raw data still works, batched internally.
+    assert prepared_model.evaluate_top_k(data, ks=(1, 10)) == pytest.approx(
+        prepared_model.evaluate_top_k(prepared, ks=(1, 10)), abs=1e-9
+    )
+
+
+def test_prepare_keeps_weight_probability_and_ids(synthetic, build_model):
+    data, catalogue = synthetic(n=600)
+    data = cf.with_sampling_probability(data, "item")
+    data = data.map(lambda x: {**x, "weight": tf.constant(2.0)})
+    model = build_model(
+        data,
+        catalogue,
+        sample_weight="weight",
+        candidate_sampling_probability="candidate_sampling_probability",
+        remove_accidental_hits=True,
+    )
+    prepared = model.prepare(data.batch(100))
+    spec = prepared.element_spec
+    assert {"weight", "candidate_sampling_probability", "item"} == set(spec.context)
+    raw_batch = next(iter(data.batch(100)))
+    prepared_batch = next(iter(prepared))
+    assert float(model.compute_loss(raw_batch)) == pytest.approx(
+        float(model.compute_loss(prepared_batch)), rel=1e-5
+    )
+
+
+def test_prepare_errors(synthetic, build_model):
+    data, catalogue = synthetic(n=300)
+    model = build_model(data, catalogue, sample_weight="weight")
+    with pytest.raises(ValueError, match=r"needs batched data.*\.batch"):
+        model.prepare(data)
+    with pytest.raises(ValueError, match="feature 'weight' is missing"):
+        model.prepare(data.batch(10))
+    model = build_model(data, catalogue)
+    prepared = model.prepare(data.batch(10))
+    with pytest.raises(ValueError, match="already prepared"):
+        model.prepare(prepared)
+    with pytest.raises(TypeError, match="Dataset of feature dicts"):
+        model.prepare({"user_id": np.array(["a"])})
+    with pytest.raises(TypeError, match="evaluate_top_k.*Dataset"):
+        model.evaluate_top_k({"user_id": np.array(["a"])})
+
+
+def test_evaluate_top_k_does_not_retrace(synthetic, build_model):
+    data, catalogue = synthetic(n=500)
+    model = build_model(data, catalogue)
+    # Python code inside a tf.function runs only while it is traced: count
+    # the calls of the model's (public) batch embedding.
+    traces = []
+    embed_batch = model.embed_batch
+    model.embed_batch = lambda *args, **kw: traces.append(1) or embed_batch(*args, **kw)
+
+    def evaluate_twice():
+        model.evaluate_top_k(data.batch(128), ks=(1, 5))
+        model.evaluate_top_k(data.batch(128), ks=(10,))
+
+    evaluate_twice()
+    first = len(traces)
+    for _ in range(3):
+        evaluate_twice()
+    assert 1 <= len(traces) == first <= 3

@@ -8,7 +8,6 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_python
 
 import ctxfeatures as cf
 from ctxfeatures.history import add_history
@@ -67,7 +66,7 @@ def test_history_model_evaluates_with_exclusion(history_model):
 
 
 def test_export_excludes_history_and_serves_without_ctxfeatures(
-    history_model, tmp_path
+    run_python, history_model, tmp_path
 ):
     model, _ = history_model
     path = str(tmp_path / "recommender")

@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import keras_roundtrip
 
 import ctxfeatures as cf
 
@@ -69,7 +68,7 @@ def test_adapt_reads_the_data_exactly_once():
     assert tower.feature_layers[0].get_vocabulary() == ["a", "b", "c"]
 
 
-def test_keras_round_trip_gives_identical_outputs(tmp_path):
+def test_keras_round_trip_gives_identical_outputs(tmp_path, keras_roundtrip):
     tower = make_tower(head_units=(6, 3), activation="tanh", l2_normalize=True)
     tower.adapt(tf.data.Dataset.from_tensor_slices(DATA))
     inputs = {k: tf.constant(v) for k, v in DATA.items()}
@@ -99,3 +98,13 @@ def test_errors_name_the_tower_and_feature():
         make_tower(head_units=(0,))
     with pytest.raises(TypeError, match="must map to Keras layers"):
         cf.Tower({"x": "not a layer"})
+
+
+def test_preprocess_and_embed_errors_name_the_tower(synthetic, build_model):
+    data, catalogue = synthetic(n=400)
+    model = build_model(data, catalogue)
+    batch = next(iter(data.batch(64)))
+    with pytest.raises(ValueError, match="feature 'timestamp' is missing"):
+        model.query_tower.preprocess({"user_id": batch["user_id"]})
+    with pytest.raises(ValueError, match="prepared input .* is missing"):
+        model.query_tower.embed({})

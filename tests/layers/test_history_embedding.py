@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import keras_roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,7 +85,7 @@ def test_own_vocabulary_adapts_on_histories():
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_keras_round_trip_with_non_default_arguments(tmp_path, shared):
+def test_keras_round_trip_with_non_default_arguments(tmp_path, shared, keras_roundtrip):
     tf.keras.utils.set_random_seed(2)
     if shared:
         item = cf.IdEmbedding(4, name="title")

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import functional, keras_roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,7 +150,9 @@ def test_symbolic_call_has_static_shape(case):
 
 
 @pytest.mark.parametrize("case", cases(), ids=IDS)
-def test_keras_archive_round_trip_is_bit_identical(case, tmp_path):
+def test_keras_archive_round_trip_is_bit_identical(
+    case, tmp_path, keras_roundtrip, functional
+):
     layer = adapted(case)
     model = functional(layer, case[4])
     before = model(case[3]).numpy()
@@ -161,7 +162,7 @@ def test_keras_archive_round_trip_is_bit_identical(case, tmp_path):
     assert type(inner) is type(layer) and inner.is_adapted
 
 
-def test_vocabulary_travels_inside_the_archive(tmp_path):
+def test_vocabulary_travels_inside_the_archive(tmp_path, functional):
     source = tmp_path / "ids.txt"
     source.write_text("alice\nbob\nbob\n")
     layer = cf.IdEmbedding(4)
@@ -177,7 +178,7 @@ def test_vocabulary_travels_inside_the_archive(tmp_path):
 
 
 @pytest.mark.parametrize("case", cases(), ids=IDS)
-def test_saved_model_serves_raw_inputs(case, tmp_path):
+def test_saved_model_serves_raw_inputs(case, tmp_path, functional):
     layer = adapted(case)
     model = functional(layer, case[4])
     before = model(case[3]).numpy()

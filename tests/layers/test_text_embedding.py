@@ -10,9 +10,7 @@ import ctxfeatures as cf
 def test_masked_mean_by_hand_and_empty_string_is_zero():
     layer = cf.TextEmbedding(2, vocabulary=["", "[UNK]", "toy", "story"])
     layer.build(None)
-    layer._embedding.embeddings.assign(
-        np.array([[9, 9], [1, 1], [2, 4], [4, 8]], np.float32)
-    )
+    layer.embeddings.assign(np.array([[9, 9], [1, 1], [2, 4], [4, 8]], np.float32))
     out = layer(tf.constant(["Toy Story", "toy", "", "toy unknown!"])).numpy()
     np.testing.assert_allclose(out, [[3, 6], [2, 4], [0, 0], [1.5, 2.5]])
     assert not np.isnan(out).any()

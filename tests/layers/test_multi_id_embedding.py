@@ -14,7 +14,7 @@ TABLE = np.array(
 def layer_with_table(combiner: str) -> cf.MultiIdEmbedding:
     layer = cf.MultiIdEmbedding(2, vocabulary=["a", "b", "c"], combiner=combiner)
     layer.build(None)
-    layer._embedding.embeddings.assign(TABLE)
+    layer.embeddings.assign(TABLE)
     return layer
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import functional, keras_roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +42,7 @@ def test_float_durations_and_graph_mode_agree():
     assert eager.tolist() == graph.tolist()
 
 
-def test_keras_round_trip(tmp_path):
+def test_keras_round_trip(tmp_path, keras_roundtrip, functional):
     layer = cf.DurationBuckets(3, num_buckets=5, min_seconds=2, max_seconds=500)
     model = functional(layer, tf.int64)
     data = tf.constant([-1, 1, 30, 10**8], tf.int64)

@@ -1,0 +1,101 @@
+"""InBatchSoftmax against TFRS' loss, by hand, and its effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ctxfeatures as cf
+from ctxfeatures.losses import InBatchSoftmax
+
+
+def adapted_layers():
+    ids = np.array(["a", "b", "b", "c", "d"])
+    times = np.array([880_000_000, 880_003_600, 885_000_000, 889_999_999], np.int64)
+    layers = {
+        "id": (cf.IdEmbedding(4, num_oov_indices=2), ids),
+        "hashed": (cf.IdEmbedding(3, num_hash_bins=7), ids),
+        "int_id": (cf.IdEmbedding(3, id_dtype="int64"), np.array([3, 5, 5, 9])),
+        "multi": (cf.MultiIdEmbedding(4, combiner="sqrtn"), np.array(["a|b", "c"])),
+        "text": (cf.TextEmbedding(5), np.array(["red fox", "the lazy dog", "fox"])),
+        "buckets": (cf.TimestampBuckets(3, num_buckets=5), times),
+        "normalized": (cf.NormalizedTimestamp(), times),
+        "cyclical": (cf.CyclicalTime(), times),
+    }
+    for layer, data in layers.values():
+        layer.adapt(data)
+    return layers
+
+
+RAW = {
+    "id": tf.constant(["a", "zzz", "c"]),
+    "hashed": tf.constant(["a", "zzz", "c"]),
+    "int_id": tf.constant([5, 1, 9], tf.int64),
+    "multi": tf.constant(["a|c", "", "zzz|b|a"]),
+    "text": tf.constant(["fox dog", "", "unknown words here"]),
+    "buckets": tf.constant([879_000_000, 884_000_000, 895_000_000], tf.int64),
+    "normalized": tf.constant([879_000_000, 884_000_000, 895_000_000], tf.int64),
+    "cyclical": tf.constant([0, 43_200, 1_700_000_000], tf.int64),
+}
+
+
+def fitted_loss(model, data):
+    model.compile(tf.keras.optimizers.Adagrad(0.5))
+    history = model.fit(data, epochs=2, verbose=0).history["loss"]
+    return np.asarray(history)
+
+
+def tfrs_default_loss(scores, weights):
+    labels = tf.eye(tf.shape(scores)[0], tf.shape(scores)[1])
+    loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum")
+    return loss(labels, scores, sample_weight=weights)
+
+
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # TFRS loss on 1 x 1
+@settings(max_examples=25, deadline=None)
+@given(
+    queries=st.integers(1, 12),
+    extra=st.integers(0, 5),
+    scale=st.floats(0.1, 60.0),
+    seed=st.integers(0, 10_000),
+)
+def test_in_batch_softmax_equals_tfrs_loss_and_gradient(queries, extra, scale, seed):
+    rng = np.random.default_rng(seed)
+    scores = tf.constant(
+        rng.normal(size=(queries, queries + extra)) * scale, tf.float32
+    )
+    weights = tf.constant(rng.uniform(0.0, 2.0, queries), tf.float32)
+    results = []
+    for loss_fn in (InBatchSoftmax(), tfrs_default_loss):
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            if isinstance(loss_fn, InBatchSoftmax):
+                value = loss_fn(tf.eye(queries, queries + extra), scores, weights)
+            else:
+                value = loss_fn(scores, weights)
+        results.append((float(value), tape.gradient(value, scores).numpy()))
+    (ours, our_grad), (theirs, their_grad) = results
+    assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-3)
+    np.testing.assert_allclose(our_grad, their_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_in_batch_softmax_hand_computed():
+    # Two queries, two candidates: loss_i = log(e^a + e^b) - diagonal.
+    scores = tf.constant([[1.0, 0.0], [2.0, 2.0]])
+    expected = (np.log(np.e + 1.0) - 1.0) + (np.log(2 * np.e**2) - 2.0)
+    assert float(InBatchSoftmax()(tf.eye(2), scores)) == pytest.approx(expected)
+
+
+@tf.keras.utils.register_keras_serializable(package="ctxfeatures_tests")
+class Doubled(cf.OneStageFeatureLayer):
+    """A one-stage subclass: overrides `call` only, through the adapter."""
+
+    output_dim = 1
+    is_adapted = True
+    needs_adapt = False
+
+    def call(self, inputs):
+        return 2.0 * tf.cast(tf.reshape(inputs, [-1, 1]), tf.float32)
