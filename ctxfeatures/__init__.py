@@ -1,4 +1,9 @@
-"""ctxfeatures: composable Keras layers for context-aware recommenders."""
+"""ctxfeatures: composable Keras layers for context-aware recommenders.
+
+The feature layers, towers, evaluation, serving and baselines need TensorFlow
+and tf-keras only. :class:`RetrievalModel` and :func:`build_retrieval_model`
+are built on TensorFlow Recommenders, imported when first used.
+"""
 
 from ctxfeatures._compat import ensure_keras2
 
@@ -20,13 +25,21 @@ from ctxfeatures.layers import (  # noqa: E402
     TimestampBuckets,
 )
 from ctxfeatures.losses import InBatchSoftmax  # noqa: E402
-from ctxfeatures.retrieval import (  # noqa: E402
-    PreparedBatch,
-    RetrievalModel,
-    build_retrieval_model,
-)
 from ctxfeatures.sampling import with_sampling_probability  # noqa: E402
-from ctxfeatures.tower import Tower, adapt_towers  # noqa: E402
+from ctxfeatures.tower import PreparedBatch, Tower, adapt_towers  # noqa: E402
+
+# TFRS-backed names, imported on first use so that the layers stay usable
+# (and reusable by another backend) without TensorFlow Recommenders.
+_RETRIEVAL = ("RetrievalModel", "build_retrieval_model")
+
+
+def __getattr__(name: str):
+    if name in _RETRIEVAL:
+        from ctxfeatures import retrieval
+
+        return getattr(retrieval, name)
+    raise AttributeError(f"module 'ctxfeatures' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

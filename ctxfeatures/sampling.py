@@ -28,9 +28,8 @@ def with_sampling_probability(
     Returns:
         ``data`` with the extra feature.
     """
-    ids = np.concatenate(
-        [b.numpy() for b in data.map(lambda x: x[candidate_id]).batch(1 << 16)]
-    )
+    batches = [b.numpy() for b in data.map(lambda x: x[candidate_id]).batch(1 << 16)]
+    ids = np.concatenate(batches) if batches else np.empty(0)
     if ids.size == 0:
         raise ValueError("with_sampling_probability() received an empty dataset.")
     names, counts = np.unique(ids, return_counts=True)

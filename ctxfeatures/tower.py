@@ -172,6 +172,12 @@ class Tower(tf.keras.Model):
     def build_from_config(self, config: dict[str, Any]) -> None:
         self.build()
 
+    def save_own_variables(self, store: Any) -> None:
+        # Loading always builds (see get_build_config): so does saving.
+        if not self.built:
+            self.build()
+        super().save_own_variables(store)
+
     # ----------------------------------------------------------------- adapt
     def adapt(self, data: tf.data.Dataset, steps: int | None = None) -> None:
         """Adapts every feature layer in one pass over a dataset of dicts.

@@ -63,8 +63,33 @@ def build_retrieval(data, catalogue, **kwargs) -> cf.RetrievalModel:
     )
 
 
-def run_python_code(code: str, env: dict | None = None, timeout: int = 240):
-    """Runs code in a fresh interpreter (tests/ importable); the CompletedProcess."""
+# Makes modules unimportable in a child, and proves it before the test code.
+_BLOCK = """
+import sys
+for _name in {names!r}:
+    sys.modules[_name] = None
+try:
+    import {first}
+except ImportError:
+    pass
+else:
+    raise SystemExit("{first} is still importable")
+"""
+
+
+def run_python_code(
+    code: str,
+    env: dict | None = None,
+    timeout: int = 240,
+    unimportable: tuple[str, ...] = (),
+):
+    """Runs code in a fresh interpreter (tests/ importable); the CompletedProcess.
+
+    Modules named in ``unimportable`` raise ImportError there.
+    """
+    if unimportable:
+        names = list(unimportable)
+        code = _BLOCK.format(names=names, first=names[0]) + code
     full_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     full_env.update(env or {})
     full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -99,3 +99,21 @@ class Doubled(cf.OneStageFeatureLayer):
 
     def call(self, inputs):
         return 2.0 * tf.cast(tf.reshape(inputs, [-1, 1]), tf.float32)
+
+
+def test_a_sample_weight_of_two_doubles_that_examples_contribution(
+    synthetic, build_model
+):
+    data, catalogue = synthetic(n=64)
+    model = build_model(data, catalogue, sample_weight="w")
+    batch = next(iter(data.batch(8)))
+
+    def loss(weights):
+        return float(model.compute_loss({**batch, "w": tf.constant(weights)}))
+
+    ones = [1.0] * 8
+    only_first = [1.0] + [0.0] * 7
+    doubled = [2.0] + [1.0] * 7
+    # The loss is a weighted sum over examples: w=2 adds the first one's once more.
+    assert loss(doubled) - loss(ones) == pytest.approx(loss(only_first), rel=1e-4)
+    assert loss(only_first) > 0

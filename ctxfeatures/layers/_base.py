@@ -193,6 +193,13 @@ class FeatureLayer(tf.keras.layers.Layer):
             accumulator.state_type, ArrayState
         )
 
+    def save_own_variables(self, store: Any) -> None:
+        # Loading always builds the layer: a layer saved before its first call
+        # creates its variables now, so the file holds what loading expects.
+        if not self.built:
+            self.build(None)
+        super().save_own_variables(store)
+
     def load_own_variables(self, store: Any) -> None:
         super().load_own_variables(store)
         if self._state_weight is not None:

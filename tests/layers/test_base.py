@@ -97,3 +97,26 @@ def test_one_stage_subclass_runs_whole_in_embed():
     tower = cf.Tower({"x": [Doubled(), cf.CyclicalTime()]}, head_units=())
     batch = {"x": tf.constant([0, 3600], tf.int64)}
     np.testing.assert_allclose(tower.embed(tower.preprocess(batch)), tower(batch))
+
+
+def test_layers_and_towers_need_no_tensorflow_recommenders(run_python, tmp_path):
+    code = f"""
+import numpy as np, tensorflow as tf
+import ctxfeatures as cf
+tower = cf.Tower({{"user": cf.IdEmbedding(4), "title": cf.TextEmbedding(4),
+                  "time": cf.TimestampBuckets(4, num_buckets=3)}}, head_units=(2,))
+data = tf.data.Dataset.from_tensor_slices({{"user": ["a", "b"], "title": ["x y", "z"],
+                                            "time": [1, 9]}})
+tower.adapt(data)
+batch = next(iter(data.batch(2)))
+tower.save({str(tmp_path / "t.keras")!r})
+loaded = tf.keras.models.load_model({str(tmp_path / "t.keras")!r}, safe_mode=True)
+np.testing.assert_allclose(loaded(batch), tower(batch))
+try:
+    cf.RetrievalModel
+except ImportError:
+    print("retrieval needs TFRS")
+"""
+    result = run_python(code, unimportable=("tensorflow_recommenders",))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "retrieval needs TFRS"

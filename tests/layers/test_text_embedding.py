@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ctxfeatures as cf
 
@@ -36,3 +38,32 @@ def test_bad_inputs():
     layer.adapt(["x y"])
     with pytest.raises(TypeError, match="expects strings"):
         layer(tf.constant([3]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="aAbB .,!é'-", min_size=0, max_size=12), min_size=1, max_size=8
+    ),
+    st.sampled_from(
+        ["lower_and_strip_punctuation", "lower", "strip_punctuation", None]
+    ),
+    st.sampled_from(["whitespace", "character"]),
+    st.sampled_from([None, 2]),
+)
+def test_adapt_counts_the_tokens_text_vectorization_sees(texts, standardize, split, n):
+    ours = cf.TextEmbedding(
+        2, max_tokens=None, standardize=standardize, split=split, ngrams=n
+    )
+    keras = tf.keras.layers.TextVectorization(
+        max_tokens=None, standardize=standardize, split=split, ngrams=n
+    )
+    keras.adapt(np.array(texts))
+    expected = keras.get_vocabulary()
+    if len(expected) <= 2:  # no token at all
+        with pytest.raises(ValueError, match="received no data"):
+            ours.adapt(np.array(texts))
+        return
+    ours.adapt(np.array(texts))
+    assert sorted(ours.get_vocabulary()) == sorted(expected)
+    assert ours.get_vocabulary()[:2] == ["", "[UNK]"]
