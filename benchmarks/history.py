@@ -1,7 +1,7 @@
 """Benchmarks of the history features: preparing 10^7 events, and training speed.
 
-    python benchmarks/history.py --data-dir ../shared/data/ml-100k
-    python benchmarks/history.py --quick      # 10^6 events, 1 epoch
+    python -m benchmarks history --data-dir ../shared/data/ml-100k
+    python -m benchmarks history --quick      # 10^6 events, 1 epoch
 
 Part 1 runs ``add_history`` on synthetic logs in child processes (each its own
 peak RSS) at ``max_length`` 50 and 500 side by side: the ratio shows that
@@ -11,36 +11,19 @@ training throughput of the study's best model on MovieLens 100K.
 
 from __future__ import annotations
 
-import os
-
-# TFRS needs Keras 2; set before any TensorFlow import (isort may reorder).
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
 import ctxfeatures as cf  # noqa: I001  (routes tf.keras to Keras 2 first)
+from benchmarks.harness import load_example, run_child, status_mib, write_results
 from ctxfeatures.datasets import movielens  # noqa: E402
 from ctxfeatures.history import add_history  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from child import run_child  # noqa: E402
-
 BATCH = 4096
-
-
-def status_mib(field: str) -> float:
-    """A /proc/self/status memory field (VmRSS, VmHWM) in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not found")
 
 
 def synthetic_log(size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -82,7 +65,7 @@ def prepare_child(size: int, max_length: int) -> None:
 
 
 def prepare_run(size: int, max_length: int) -> dict:
-    return run_child("history", f"prepare_child({size}, {max_length})")
+    return run_child("history", "prepare_child", size, max_length)
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
@@ -95,8 +78,7 @@ class EpochTimer(tf.keras.callbacks.Callback):
 
 def training_throughput(data_dir: str | None, epochs: int) -> dict:
     """Steady-epoch examples/s of the study's best model on ml-100k."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-    import movielens_context as study
+    study = load_example("movielens_context")
 
     ratings, movie_columns = movielens.load_arrays(data_dir)
     movies = tf.data.Dataset.from_tensor_slices(movie_columns)
@@ -163,14 +145,6 @@ def main(argv: list[str] | None = None) -> dict:
     size = 10**6 if args.quick else 10**7
     prepare = [prepare_run(size, 50), prepare_run(size, 500)]
     train = training_throughput(args.data_dir, 2 if args.quick else 4)
-    table = markdown(prepare, train)
-    os.makedirs(args.output, exist_ok=True)
     results = {"prepare": prepare, "train": train}
-    with open(os.path.join(args.output, "history.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
-    print(table)
+    write_results(args.output, "history", results, markdown(prepare, train))
     return results
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -5,31 +5,23 @@ study's timestamp model written with ctxfeatures (prepared, cached batches)
 and for the tutorial's own code. Prints the heaviest TensorFlow ops of each,
 by summed op time, from the profiler's XSpace trace (no TensorBoard needed).
 
-    python benchmarks/profile.py --data-dir ../shared/data/ml-100k
+    python -m benchmarks profile --data-dir ../shared/data/ml-100k
 """
 
 from __future__ import annotations
 
-import os
-
-# TFRS needs Keras 2; set before any TensorFlow import (isort may reorder).
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse
 import collections
 import glob
-import sys
 import tempfile
 import time
 
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import run  # noqa: E402
-import tutorial_reference as ref  # noqa: E402
-
-from ctxfeatures.datasets import movielens  # noqa: E402
+from benchmarks import run
+from benchmarks import tutorial_reference as ref
+from ctxfeatures.datasets import movielens
 
 
 def op_times(logdir: str) -> tuple[collections.Counter, float]:
@@ -110,7 +102,3 @@ def main(argv: list[str] | None = None) -> None:
     reference = ref.build(True, r_ratings, r_movies)
     cached = batches.cache().with_options(run.pipeline_options())
     report("tutorial code", *profiled_epoch(reference, cached), args.top)
-
-
-if __name__ == "__main__":
-    main()

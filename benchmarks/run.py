@@ -3,20 +3,14 @@
 Prints a Markdown table (ctxfeatures, reference, ratio) and writes it as JSON.
 Only ratios measured in the same run mean anything on a shared machine.
 
-    python benchmarks/run.py --data-dir ../shared/data/ml-100k
-    python benchmarks/run.py --quick      # smoke run: 1 epoch, small scale
+    python -m benchmarks run --data-dir ../shared/data/ml-100k
+    python -m benchmarks run --quick      # smoke run: 1 epoch, small scale
 """
 
 from __future__ import annotations
 
-import os
-
-# TFRS needs Keras 2; set before any TensorFlow import (isort may reorder).
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import argparse
-import json
-import sys
+import os
 import tempfile
 import time
 
@@ -25,18 +19,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import ctxfeatures as cf  # noqa: I001  (routes tf.keras to Keras 2 first)
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tutorial_reference as ref  # noqa: E402
-from child import run_child, run_python  # noqa: E402
-
+from benchmarks import tutorial_reference as ref
+from benchmarks.harness import run_child, run_python, timed, write_results
 from ctxfeatures.datasets import movielens  # noqa: E402
-
-
-def timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
 
 
 def pipeline_options() -> tf.data.Options:
@@ -155,13 +140,12 @@ def serving(model, ref_model, movies_titles, repeats):
         {"user_id": tf.constant(["1"]), "timestamp": tf.constant([880000000], tf.int64)}
     )
     tf.saved_model.save(index, os.path.join(folder, "ref"))
-    here = os.path.dirname(os.path.abspath(__file__))
-    return run_python(os.path.join(here, "serve.py"), folder, str(repeats))
+    return run_python("-m", "benchmarks.serve", folder, str(repeats))
 
 
 def scale_run(size: int, items: int) -> dict:
     """One epoch on synthetic data in a child process, for its own peak RSS."""
-    return run_child("scale", f"main({size}, {items})")
+    return run_child("scale", "main", size, items)
 
 
 def row(name, a, b, better="lower"):
@@ -264,24 +248,11 @@ def main(argv=None):
     serve = serving(a["model"], b["model"], r_movies, repeats)
     rows = comparison_rows(runs, accuracy, serve, epochs)
     scale = [scale_run(size, items) for size, items in sizes]
-    table = markdown(rows, scale)
-    print(table)
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "results.json"), "w") as handle:
-        json.dump(
-            {
-                "rows": rows,
-                "scale": scale,
-                "quick": args.quick,
-                "seeds": list(seeds),
-                "top_100_per_seed": {k: v.tolist() for k, v in accuracy.items()},
-            },
-            handle,
-            indent=2,
-        )
-    with open(os.path.join(args.output, "results.md"), "w") as handle:
-        handle.write(table + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    results = {
+        "rows": rows,
+        "scale": scale,
+        "quick": args.quick,
+        "seeds": list(seeds),
+        "top_100_per_seed": {k: v.tolist() for k, v in accuracy.items()},
+    }
+    write_results(args.output, "results", results, markdown(rows, scale))

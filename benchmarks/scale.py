@@ -7,19 +7,14 @@ RSS measures the model and the pipeline, not the dataset.
 
 from __future__ import annotations
 
-import os
-
-# TFRS needs Keras 2; set before any TensorFlow import (isort may reorder).
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import json
-import resource
 import time
 
 import numpy as np
 import tensorflow as tf
 
 import ctxfeatures as cf  # noqa: I001
+from benchmarks.harness import peak_rss_mib
 
 USERS = 50_000
 START, SPAN = 880_000_000, 30_000_000
@@ -64,19 +59,6 @@ def interactions(size: int, items: int, seed: int = 0) -> tf.data.Dataset:
         }
 
     return tf.data.Dataset.range(size).batch(BATCH).map(make)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS.
-
-    VmHWM, not getrusage: Linux carries ru_maxrss over exec, so a child
-    started by a large parent would report the parent's peak.
-    """
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(size: int, items: int = 20_000) -> None:
