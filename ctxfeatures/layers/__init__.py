@@ -1,5 +1,6 @@
 """Feature layers: one raw feature in, a ``(batch, dim)`` float32 tensor out."""
 
+from ctxfeatures.layers import state
 from ctxfeatures.layers._base import FeatureLayer, OneStageFeatureLayer
 from ctxfeatures.layers.cyclical_time import CyclicalTime
 from ctxfeatures.layers.duration_buckets import DurationBuckets
@@ -21,4 +22,5 @@ __all__ = [
     "OneStageFeatureLayer",
     "TextEmbedding",
     "TimestampBuckets",
+    "state",
 ]

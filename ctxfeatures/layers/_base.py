@@ -10,12 +10,12 @@ to a dense ``(batch, output_dim)`` float32 tensor, in two stages:
 ``layer(x)`` is ``layer.embed(layer.preprocess(x))``: there is no other path.
 
 Adapt state has one rule. A layer's ``_new_accumulator()`` returns a typed,
-TensorFlow-free accumulator (:mod:`ctxfeatures.layers._state`); adapt feeds
+TensorFlow-free accumulator (:mod:`ctxfeatures.layers.state`); adapt feeds
 it numpy batches and stores what it finalizes as the layer's
 :attr:`~FeatureLayer.learned_state`, which ``_apply_state`` hands to the
 composed Keras layers. This class alone persists that state: a
-:class:`~ctxfeatures.layers._state.Vocabulary` as a UTF-8 JSON asset, an
-:class:`~ctxfeatures.layers._state.ArrayState` as one non-trainable float64
+:class:`~ctxfeatures.layers.state.Vocabulary` as a UTF-8 JSON asset, an
+:class:`~ctxfeatures.layers.state.ArrayState` as one non-trainable float64
 weight.
 """
 
@@ -31,7 +31,7 @@ from ctxfeatures.layers._inputs import (
     iterate_batches,
     placeholder_output,
 )
-from ctxfeatures.layers._state import (
+from ctxfeatures.layers.state import (
     Accumulator,
     ArrayState,
     EmptyAdaptError,

@@ -15,7 +15,7 @@ from ctxfeatures.layers._inputs import (
     check_choice,
     check_positive_int,
 )
-from ctxfeatures.layers._state import Vocabulary, VocabularyAccumulator
+from ctxfeatures.layers.state import Vocabulary, VocabularyAccumulator
 
 
 def normalize_vocabulary(

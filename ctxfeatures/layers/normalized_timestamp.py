@@ -6,8 +6,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from ctxfeatures.layers._state import Moments, MomentsAccumulator
 from ctxfeatures.layers._timestamps import TimestampFeature
+from ctxfeatures.layers.state import Moments, MomentsAccumulator
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from ctxfeatures.layers._embedding import EmbeddingFeature
 from ctxfeatures.layers._inputs import as_column, check_choice, check_positive_int
-from ctxfeatures.layers._state import Vocabulary, VocabularyAccumulator
 from ctxfeatures.layers._vocabulary import normalize_vocabulary
+from ctxfeatures.layers.state import Vocabulary, VocabularyAccumulator
 
 STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", None)
 SPLIT = ("whitespace", "character")

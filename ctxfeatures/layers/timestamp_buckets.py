@@ -11,12 +11,12 @@ import tensorflow as tf
 
 from ctxfeatures.layers._embedding import EmbeddingFeature
 from ctxfeatures.layers._inputs import check_choice, check_positive_int
-from ctxfeatures.layers._state import (
+from ctxfeatures.layers._timestamps import TimestampFeature
+from ctxfeatures.layers.state import (
     Boundaries,
     QuantileAccumulator,
     UniformAccumulator,
 )
-from ctxfeatures.layers._timestamps import TimestampFeature
 
 BOUNDARY_MODES = ("uniform", "quantile")
 OUT_OF_RANGE = ("zero", "clip")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctxfeatures.layers._state import (
+from ctxfeatures.layers.state import (
     Boundaries,
     EmptyAdaptError,
     Moments,
@@ -134,7 +134,7 @@ def test_state_module_needs_no_tensorflow(run_python, root):
         "import importlib.util, sys\n"
         "sys.modules['tensorflow'] = None\n"
         "spec = importlib.util.spec_from_file_location('state', "
-        f"{str(root / 'ctxfeatures' / 'layers' / '_state.py')!r})\n"
+        f"{str(root / 'ctxfeatures' / 'layers' / 'state.py')!r})\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "sys.modules['state'] = module\n"
         "spec.loader.exec_module(module)\n"
