@@ -8,44 +8,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import ctxfeatures as cf
 from ctxfeatures.losses import InBatchSoftmax
-
-
-def adapted_layers():
-    ids = np.array(["a", "b", "b", "c", "d"])
-    times = np.array([880_000_000, 880_003_600, 885_000_000, 889_999_999], np.int64)
-    layers = {
-        "id": (cf.IdEmbedding(4, num_oov_indices=2), ids),
-        "hashed": (cf.IdEmbedding(3, num_hash_bins=7), ids),
-        "int_id": (cf.IdEmbedding(3, id_dtype="int64"), np.array([3, 5, 5, 9])),
-        "multi": (cf.MultiIdEmbedding(4, combiner="sqrtn"), np.array(["a|b", "c"])),
-        "text": (cf.TextEmbedding(5), np.array(["red fox", "the lazy dog", "fox"])),
-        "buckets": (cf.TimestampBuckets(3, num_buckets=5), times),
-        "normalized": (cf.NormalizedTimestamp(), times),
-        "cyclical": (cf.CyclicalTime(), times),
-    }
-    for layer, data in layers.values():
-        layer.adapt(data)
-    return layers
-
-
-RAW = {
-    "id": tf.constant(["a", "zzz", "c"]),
-    "hashed": tf.constant(["a", "zzz", "c"]),
-    "int_id": tf.constant([5, 1, 9], tf.int64),
-    "multi": tf.constant(["a|c", "", "zzz|b|a"]),
-    "text": tf.constant(["fox dog", "", "unknown words here"]),
-    "buckets": tf.constant([879_000_000, 884_000_000, 895_000_000], tf.int64),
-    "normalized": tf.constant([879_000_000, 884_000_000, 895_000_000], tf.int64),
-    "cyclical": tf.constant([0, 43_200, 1_700_000_000], tf.int64),
-}
-
-
-def fitted_loss(model, data):
-    model.compile(tf.keras.optimizers.Adagrad(0.5))
-    history = model.fit(data, epochs=2, verbose=0).history["loss"]
-    return np.asarray(history)
 
 
 def tfrs_default_loss(scores, weights):
@@ -87,18 +50,6 @@ def test_in_batch_softmax_hand_computed():
     scores = tf.constant([[1.0, 0.0], [2.0, 2.0]])
     expected = (np.log(np.e + 1.0) - 1.0) + (np.log(2 * np.e**2) - 2.0)
     assert float(InBatchSoftmax()(tf.eye(2), scores)) == pytest.approx(expected)
-
-
-@tf.keras.utils.register_keras_serializable(package="ctxfeatures_tests")
-class Doubled(cf.OneStageFeatureLayer):
-    """A one-stage subclass: overrides `call` only, through the adapter."""
-
-    output_dim = 1
-    is_adapted = True
-    needs_adapt = False
-
-    def call(self, inputs):
-        return 2.0 * tf.cast(tf.reshape(inputs, [-1, 1]), tf.float32)
 
 
 def test_a_sample_weight_of_two_doubles_that_examples_contribution(

@@ -65,18 +65,6 @@ def test_text_embed_accepts_padded_token_ids():
     np.testing.assert_array_equal(layer.embed(padded).numpy()[1], 0.0)
 
 
-def fitted_loss(model, data):
-    model.compile(tf.keras.optimizers.Adagrad(0.5))
-    history = model.fit(data, epochs=2, verbose=0).history["loss"]
-    return np.asarray(history)
-
-
-def tfrs_default_loss(scores, weights):
-    labels = tf.eye(tf.shape(scores)[0], tf.shape(scores)[1])
-    loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum")
-    return loss(labels, scores, sample_weight=weights)
-
-
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures_tests")
 class Doubled(cf.OneStageFeatureLayer):
     """A one-stage subclass: overrides `call` only, through the adapter."""

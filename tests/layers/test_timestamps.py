@@ -7,14 +7,10 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import strategies as st
 
 import ctxfeatures as cf
 
 DAY, WEEK = 86_400, 604_800
-
-
-times = st.integers(min_value=0, max_value=4_000_000_000)
 
 
 # ------------------------------------------------------------ NormalizedTimestamp
