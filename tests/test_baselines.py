@@ -58,22 +58,62 @@ def test_ease_breaks_ties_by_popularity():
     assert order == baselines.MostPopular().fit(EVENTS, item="item").top(3)
 
 
-def test_errors():
-    with pytest.raises(ValueError, match="3 x 3 item-item matrix.*max_items=2"):
-        baselines.EASE(max_items=2).fit(EVENTS, item="item")
-    with pytest.raises(ValueError, match="`l2` must be a number > 0"):
-        baselines.EASE(l2=0)
-    with pytest.raises(ValueError, match="`window_seconds` must be > 0"):
-        baselines.MostPopular(window_seconds=-1)
-    with pytest.raises(ValueError, match="item column 'movie_title' is missing"):
-        baselines.EASE().fit(EVENTS)
-    with pytest.raises(ValueError, match="not fitted yet"):
-        baselines.MostPopular().top(1)
-    ease = baselines.EASE().fit(EVENTS, item="item")
-    with pytest.raises(ValueError, match="feature 'history'"):
-        ease.score({"item": tf.constant(["x"])})
-    with pytest.raises(TypeError, match="holds int64"):
-        ease.score({"history": tf.constant([[1]], tf.int64)})
+BASELINE_ERRORS = [
+    (
+        "ease-size",
+        lambda: baselines.EASE(max_items=2).fit(EVENTS, item="item"),
+        ValueError,
+        "3 x 3 item-item matrix.*max_items=2",
+    ),
+    ("l2", lambda: baselines.EASE(l2=0), ValueError, "`l2` must be a number > 0"),
+    (
+        "window",
+        lambda: baselines.MostPopular(window_seconds=-1),
+        ValueError,
+        "`window_seconds` must be > 0",
+    ),
+    (
+        "missing-item",
+        lambda: baselines.EASE().fit(EVENTS),
+        ValueError,
+        "item column 'movie_title' is missing",
+    ),
+    (
+        "not-fitted",
+        lambda: baselines.MostPopular().top(1),
+        ValueError,
+        "not fitted yet",
+    ),
+    (
+        "missing-history",
+        lambda: (
+            baselines.EASE()
+            .fit(EVENTS, item="item")
+            .score({"item": tf.constant(["x"])})
+        ),
+        ValueError,
+        "feature 'history'",
+    ),
+    (
+        "history-dtype",
+        lambda: (
+            baselines.EASE()
+            .fit(EVENTS, item="item")
+            .score({"history": tf.constant([[1]], tf.int64)})
+        ),
+        TypeError,
+        "holds int64",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in BASELINE_ERRORS],
+)
+def test_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 # The issue's own numpy run: ml-100k, next-event protocol (full histories

@@ -170,12 +170,27 @@ def test_errors_name_the_column_and_the_fix(events, kwargs, error, match):
         add_history(events, **kwargs)
 
 
-def test_dataset_errors():
-    data = tf.data.Dataset.from_tensor_slices(LOG)
-    with pytest.raises(TypeError, match="unbatched dataset"):
-        add_history(data.batch(2))
-    with pytest.raises(ValueError, match="time column 'when' is missing"):
-        add_history(data, time="when")
-    bad = tf.data.Dataset.from_tensor_slices({**LOG, "movie_title": [b"\xff"] * 6})
-    with pytest.raises(ValueError, match="not UTF-8"):
-        add_history(bad)
+DATASET_ERRORS = [
+    ("batched", lambda d: add_history(d.batch(2)), TypeError, "unbatched dataset"),
+    (
+        "missing-time",
+        lambda d: add_history(d, time="when"),
+        ValueError,
+        "time column 'when' is missing",
+    ),
+    (
+        "not-utf8",
+        lambda d: add_history(d.map(lambda x: {**x, "movie_title": b"\xff"})),
+        ValueError,
+        "not UTF-8",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in DATASET_ERRORS],
+)
+def test_dataset_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(tf.data.Dataset.from_tensor_slices(LOG))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -100,30 +101,125 @@ def test_sample_weight_and_sampling_probability_train(synthetic, build_model):
     assert np.isfinite(loss)
 
 
-def test_errors(synthetic, build_model):
-    data, catalogue = synthetic(n=200)
-    with pytest.raises(ValueError, match="Make the last entry of `head_units`"):
-        q = cf.Tower({"user_id": cf.IdEmbedding(4)}, head_units=(8,), name="q")
-        c = cf.Tower({"item": cf.IdEmbedding(4)}, head_units=(16,), name="c")
-        cf.RetrievalModel(q, c, catalogue, "item")
-    with pytest.raises(ValueError, match="Tower 'candidate'.*empty dataset"):
-        build_model(data, catalogue.take(0))
-    q = cf.Tower({"user_id": cf.IdEmbedding(4, vocabulary=["u"])}, name="q")
-    c = cf.Tower({"item": cf.IdEmbedding(4, vocabulary=["x"])}, name="cand")
-    with pytest.raises(
-        ValueError, match="Tower 'cand': the candidate catalogue is empty"
-    ):
-        cf.RetrievalModel(q, c, catalogue.take(0), "item")
-    with pytest.raises(ValueError, match="catalogue has no feature 'item'"):
-        cf.RetrievalModel(q, c, catalogue.map(lambda x: {"other": x["item"]}), "item")
-    numeric = tf.data.Dataset.from_tensor_slices({"item": np.arange(3)})
-    with pytest.raises(TypeError, match="Tower 'cand', feature 'item'.*int64"):
-        cf.RetrievalModel(q, c, numeric, "item")
-    model = build_model(data, catalogue)
-    with pytest.raises(ValueError, match="catalogue size \\(40\\)"):
-        model.evaluate_top_k(data.batch(50), ks=(10, 41))
-    with pytest.raises(ValueError, match="catalogue size \\(40\\)"):
-        model.export_recommender("/tmp/unused", k=41)
+@pytest.fixture(scope="module")
+def context(synthetic, build_model):
+    """What the error cases act on: data, catalogue, models, small towers."""
+    data, catalogue = synthetic(n=300)
+    return types.SimpleNamespace(
+        data=data,
+        catalogue=catalogue,
+        build=build_model,
+        model=build_model(data, catalogue),
+        weighted=build_model(data, catalogue, sample_weight="weight"),
+        query=lambda: cf.Tower(
+            {"user_id": cf.IdEmbedding(4, vocabulary=["u"])}, name="q"
+        ),
+        candidate=lambda: cf.Tower(
+            {"item": cf.IdEmbedding(4, vocabulary=["x"])}, name="cand"
+        ),
+    )
+
+
+MODEL_ERRORS = [
+    (
+        "tower-sizes",
+        lambda c: cf.RetrievalModel(
+            cf.Tower({"user_id": cf.IdEmbedding(4)}, head_units=(8,), name="q"),
+            cf.Tower({"item": cf.IdEmbedding(4)}, head_units=(16,), name="c"),
+            c.catalogue,
+            "item",
+        ),
+        ValueError,
+        "Make the last entry of `head_units`",
+    ),
+    (
+        "adapt-empty-catalogue",
+        lambda c: c.build(c.data, c.catalogue.take(0)),
+        ValueError,
+        "Tower 'candidate'.*empty dataset",
+    ),
+    (
+        "empty-catalogue",
+        lambda c: cf.RetrievalModel(
+            c.query(), c.candidate(), c.catalogue.take(0), "item"
+        ),
+        ValueError,
+        "Tower 'cand': the candidate catalogue is empty",
+    ),
+    (
+        "catalogue-without-id",
+        lambda c: cf.RetrievalModel(
+            c.query(),
+            c.candidate(),
+            c.catalogue.map(lambda x: {"other": x["item"]}),
+            "item",
+        ),
+        ValueError,
+        "catalogue has no feature 'item'",
+    ),
+    (
+        "catalogue-dtype",
+        lambda c: cf.RetrievalModel(
+            c.query(),
+            c.candidate(),
+            tf.data.Dataset.from_tensor_slices({"item": np.arange(3)}),
+            "item",
+        ),
+        TypeError,
+        "Tower 'cand', feature 'item'.*int64",
+    ),
+    (
+        "k-above-catalogue",
+        lambda c: c.model.evaluate_top_k(c.data.batch(50), ks=(10, 41)),
+        ValueError,
+        "catalogue size \\(40\\)",
+    ),
+    (
+        "export-k",
+        lambda c: c.model.export_recommender("/tmp/unused", k=41),
+        ValueError,
+        "catalogue size \\(40\\)",
+    ),
+    (
+        "prepare-unbatched",
+        lambda c: c.weighted.prepare(c.data),
+        ValueError,
+        r"needs batched data.*\.batch",
+    ),
+    (
+        "prepare-missing-weight",
+        lambda c: c.weighted.prepare(c.data.batch(10)),
+        ValueError,
+        "feature 'weight' is missing",
+    ),
+    (
+        "prepare-twice",
+        lambda c: c.model.prepare(c.model.prepare(c.data.batch(10))),
+        ValueError,
+        "already prepared",
+    ),
+    (
+        "prepare-not-a-dataset",
+        lambda c: c.model.prepare({"user_id": np.array(["a"])}),
+        TypeError,
+        "Dataset of feature dicts",
+    ),
+    (
+        "evaluate-not-a-dataset",
+        lambda c: c.model.evaluate_top_k({"user_id": np.array(["a"])}),
+        TypeError,
+        "evaluate_top_k.*Dataset",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in MODEL_ERRORS],
+)
+def test_errors(context, call, error, match):
+    with pytest.raises(error, match=match):
+        call(context)
 
 
 def test_mirrored_strategy_matches_single_device(run_python):
@@ -219,23 +315,6 @@ def test_prepare_keeps_weight_probability_and_ids(synthetic, build_model):
     assert float(model.compute_loss(raw_batch)) == pytest.approx(
         float(model.compute_loss(prepared_batch)), rel=1e-5
     )
-
-
-def test_prepare_errors(synthetic, build_model):
-    data, catalogue = synthetic(n=300)
-    model = build_model(data, catalogue, sample_weight="weight")
-    with pytest.raises(ValueError, match=r"needs batched data.*\.batch"):
-        model.prepare(data)
-    with pytest.raises(ValueError, match="feature 'weight' is missing"):
-        model.prepare(data.batch(10))
-    model = build_model(data, catalogue)
-    prepared = model.prepare(data.batch(10))
-    with pytest.raises(ValueError, match="already prepared"):
-        model.prepare(prepared)
-    with pytest.raises(TypeError, match="Dataset of feature dicts"):
-        model.prepare({"user_id": np.array(["a"])})
-    with pytest.raises(TypeError, match="evaluate_top_k.*Dataset"):
-        model.evaluate_top_k({"user_id": np.array(["a"])})
 
 
 def test_evaluate_top_k_does_not_retrace(synthetic, build_model):

@@ -79,25 +79,55 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path, keras_roundtrip):
     assert restored.get_config()["head_units"] == [6, 3]
 
 
-def test_errors_name_the_tower_and_feature():
+def adapted_tower():
     tower = make_tower(name="query")
-    with pytest.raises(ValueError, match="feature 'timestamp' is missing"):
-        tower.adapt(tf.data.Dataset.from_tensor_slices({"user_id": ["a"]}))
     tower.adapt(tf.data.Dataset.from_tensor_slices(DATA))
-    with pytest.raises(
-        ValueError, match="Tower 'query': feature 'timestamp' is missing"
-    ):
-        tower({"user_id": tf.constant(["a"])})
-    with pytest.raises(
-        TypeError, match="(?s)Tower 'query', feature 'timestamp'.*dtype string"
-    ):
-        tower({"user_id": tf.constant(["a"]), "timestamp": tf.constant(["x"])})
-    with pytest.raises(ValueError, match="non-empty mapping"):
-        cf.Tower({})
-    with pytest.raises(ValueError, match="`head_units\\[i\\]` must be >= 1"):
-        make_tower(head_units=(0,))
-    with pytest.raises(TypeError, match="must map to Keras layers"):
-        cf.Tower({"x": "not a layer"})
+    return tower
+
+
+TOWER_ERRORS = [
+    pytest.param(
+        lambda: make_tower(name="query").adapt(
+            tf.data.Dataset.from_tensor_slices({"user_id": ["a"]})
+        ),
+        ValueError,
+        "feature 'timestamp' is missing",
+        id="adapt-missing-feature",
+    ),
+    pytest.param(
+        lambda: adapted_tower()({"user_id": tf.constant(["a"])}),
+        ValueError,
+        "Tower 'query': feature 'timestamp' is missing",
+        id="call-missing-feature",
+    ),
+    pytest.param(
+        lambda: adapted_tower()(
+            {"user_id": tf.constant(["a"]), "timestamp": tf.constant(["x"])}
+        ),
+        TypeError,
+        "(?s)Tower 'query', feature 'timestamp'.*dtype string",
+        id="wrong-dtype",
+    ),
+    pytest.param(lambda: cf.Tower({}), ValueError, "non-empty mapping", id="empty"),
+    pytest.param(
+        lambda: make_tower(head_units=(0,)),
+        ValueError,
+        "`head_units\\[i\\]` must be >= 1",
+        id="head-units",
+    ),
+    pytest.param(
+        lambda: cf.Tower({"x": "not a layer"}),
+        TypeError,
+        "must map to Keras layers",
+        id="not-a-layer",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, error, match", TOWER_ERRORS)
+def test_errors_name_the_tower_and_feature(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 def test_preprocess_and_embed_errors_name_the_tower(synthetic, build_model):

@@ -120,11 +120,21 @@ def test_splits_on_real_data(ml100k):
     assert len(np.unique(t["user_id"].numpy())) == len(t["user_id"]) == 943
 
 
-def test_split_arguments():
-    data = tf.data.Dataset.from_tensor_slices({"timestamp": [1, 1, 1]})
-    with pytest.raises(ValueError, match="no later period"):
-        splits.chronological_split(data, 0.5)
-    with pytest.raises(ValueError, match="train_size"):
-        splits.random_split(data, 1.5)
-    with pytest.raises(ValueError, match="no 'user_id'"):
-        splits.leave_last_out(data)
+SAME_TIME = {"timestamp": [1, 1, 1]}
+SPLIT_ERRORS = [
+    (
+        "no-later-period",
+        lambda d: splits.chronological_split(d, 0.5),
+        "no later period",
+    ),
+    ("train-size", lambda d: splits.random_split(d, 1.5), "train_size"),
+    ("no-user", lambda d: splits.leave_last_out(d), "no 'user_id'"),
+]
+
+
+@pytest.mark.parametrize(
+    "call, match", [pytest.param(*case[1:], id=case[0]) for case in SPLIT_ERRORS]
+)
+def test_split_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(tf.data.Dataset.from_tensor_slices(SAME_TIME))

@@ -101,20 +101,61 @@ def test_bad_arguments(kwargs, error, message):
         cf.IdEmbedding(**kwargs)
 
 
-def test_bad_inputs_name_the_layer_and_the_fix():
+def adapted_user():
     layer = cf.IdEmbedding(2, name="user_id")
-    with pytest.raises(ValueError, match="'user_id' is not adapted.*adapt"):
-        layer(tf.constant(["a"]))
-    with pytest.raises(ValueError, match="received no data"):
-        layer.adapt(np.array([], dtype=str))
     layer.adapt(IDS)
-    with pytest.raises(TypeError, match="float32.*Cast float ids"):
-        layer(tf.constant([1.0]))
-    with pytest.raises(TypeError, match="id_dtype='int64'"):
-        layer(tf.constant([1], tf.int64))
-    with pytest.raises(ValueError, match=r"\(batch,\) or \(batch, 1\)"):
-        layer(tf.constant([["a", "b"]]))
-    with pytest.raises(ValueError, match="Wrap a single value"):
-        layer(tf.constant("a"))
-    with pytest.raises(TypeError, match="not a dict"):
-        layer.adapt({"user_id": IDS})
+    return layer
+
+
+ID_ERRORS = [
+    (
+        "not-adapted",
+        lambda: cf.IdEmbedding(2, name="user_id")(tf.constant(["a"])),
+        ValueError,
+        "'user_id' is not adapted.*adapt",
+    ),
+    (
+        "empty-adapt",
+        lambda: cf.IdEmbedding(2).adapt(np.array([], dtype=str)),
+        ValueError,
+        "received no data",
+    ),
+    (
+        "float-ids",
+        lambda: adapted_user()(tf.constant([1.0])),
+        TypeError,
+        "float32.*Cast float ids",
+    ),
+    (
+        "int-ids",
+        lambda: adapted_user()(tf.constant([1], tf.int64)),
+        TypeError,
+        "id_dtype='int64'",
+    ),
+    (
+        "rank-2",
+        lambda: adapted_user()(tf.constant([["a", "b"]])),
+        ValueError,
+        r"\(batch,\) or \(batch, 1\)",
+    ),
+    (
+        "scalar",
+        lambda: adapted_user()(tf.constant("a")),
+        ValueError,
+        "Wrap a single value",
+    ),
+    (
+        "dict-adapt",
+        lambda: cf.IdEmbedding(2).adapt({"user_id": IDS}),
+        TypeError,
+        "not a dict",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match", [pytest.param(*case[1:], id=case[0]) for case in ID_ERRORS]
+)
+def test_bad_inputs_name_the_layer_and_the_fix(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

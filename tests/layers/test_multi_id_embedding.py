@@ -53,14 +53,39 @@ def test_adapt_on_ragged_dataset_and_dense_int_ids():
     assert ints(tf.constant([[1, 2]], tf.int64)).shape == (1, 3)
 
 
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="`combiner` must be one of"):
-        cf.MultiIdEmbedding(2, combiner="max")
+def adapted_genres():
     layer = cf.MultiIdEmbedding(2, name="genres")
-    with pytest.raises(ValueError, match="'genres' is not adapted"):
-        layer(tf.constant(["a"]))
     layer.adapt(np.array(["a|b"]))
-    with pytest.raises(TypeError, match="float32"):
-        layer(tf.constant([[1.0]]))
-    with pytest.raises(ValueError, match="ragged ids"):
-        layer(tf.zeros([1, 2, 3], tf.string))
+    return layer
+
+
+MULTI_ERRORS = [
+    (
+        "combiner",
+        lambda: cf.MultiIdEmbedding(2, combiner="max"),
+        ValueError,
+        "`combiner` must be one of",
+    ),
+    (
+        "not-adapted",
+        lambda: cf.MultiIdEmbedding(2, name="genres")(tf.constant(["a"])),
+        ValueError,
+        "'genres' is not adapted",
+    ),
+    ("float-ids", lambda: adapted_genres()(tf.constant([[1.0]])), TypeError, "float32"),
+    (
+        "rank-3",
+        lambda: adapted_genres()(tf.zeros([1, 2, 3], tf.string)),
+        ValueError,
+        "ragged ids",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in MULTI_ERRORS],
+)
+def test_bad_inputs(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -25,19 +25,47 @@ def test_adapt_learns_standardised_tokens_by_frequency():
     assert layer(tf.constant([["a b"]])).shape == (1, 4)
 
 
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="`embedding_dim` must be >= 1"):
-        cf.TextEmbedding(-1)
-    with pytest.raises(ValueError, match="duplicates"):
-        cf.TextEmbedding(2, vocabulary=["a", "a"])
+def adapted_title():
     layer = cf.TextEmbedding(2, name="title")
-    with pytest.raises(ValueError, match="'title' is not adapted"):
-        layer(tf.constant(["x"]))
-    with pytest.raises(ValueError, match="no strings|no data"):
-        layer.adapt([])
     layer.adapt(["x y"])
-    with pytest.raises(TypeError, match="expects strings"):
-        layer(tf.constant([3]))
+    return layer
+
+
+TEXT_ERRORS = [
+    ("dim", lambda: cf.TextEmbedding(-1), ValueError, "`embedding_dim` must be >= 1"),
+    (
+        "duplicates",
+        lambda: cf.TextEmbedding(2, vocabulary=["a", "a"]),
+        ValueError,
+        "duplicates",
+    ),
+    (
+        "not-adapted",
+        lambda: cf.TextEmbedding(2, name="title")(tf.constant(["x"])),
+        ValueError,
+        "'title' is not adapted",
+    ),
+    (
+        "empty-adapt",
+        lambda: cf.TextEmbedding(2).adapt([]),
+        ValueError,
+        "received no data",
+    ),
+    (
+        "numbers",
+        lambda: adapted_title()(tf.constant([3])),
+        TypeError,
+        "expects strings",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match", [pytest.param(*case[1:], id=case[0]) for case in TEXT_ERRORS]
+)
+def test_bad_inputs(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 @settings(max_examples=25, deadline=None)

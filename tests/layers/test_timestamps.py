@@ -16,26 +16,39 @@ DAY, WEEK = 86_400, 604_800
 # ------------------------------------------------------------ NormalizedTimestamp
 
 
-@pytest.mark.parametrize(
-    "factory",
-    [
-        cf.NormalizedTimestamp,
-        lambda: cf.TimestampBuckets(2, boundaries=[1.0, 2.0]),
-        cf.CyclicalTime,
-    ],
-)
-def test_bad_timestamp_inputs(factory):
-    layer = factory()
+TIME_LAYERS = {
+    "normalized": cf.NormalizedTimestamp,
+    "buckets": lambda: cf.TimestampBuckets(2, boundaries=[1.0, 2.0]),
+    "cyclical": cf.CyclicalTime,
+}
+BAD_TIMES = [
+    ("string", lambda: tf.constant(["1"]), TypeError, "string.*to_number"),
+    ("nan", lambda: tf.constant([1.0, math.nan]), ValueError, "NaN"),
+    ("negative", lambda: tf.constant([-5], tf.int64), ValueError, "must be >= 0"),
+    ("rank", lambda: tf.zeros([2, 3], tf.int64), ValueError, r"\(batch, 1\)"),
+]
+
+
+def adapted_time_layer(name):
+    layer = TIME_LAYERS[name]()
     if layer.needs_adapt:
         layer.adapt(np.array([1, 2], np.int64))
-    with pytest.raises(TypeError, match="string.*to_number"):
-        layer(tf.constant(["1"]))
-    with pytest.raises(ValueError, match="NaN"):
-        layer(tf.constant([1.0, math.nan]))
-    with pytest.raises(ValueError, match="must be >= 0"):
-        layer(tf.constant([-5], tf.int64))
-    with pytest.raises(ValueError, match=r"\(batch, 1\)"):
-        layer(tf.zeros([2, 3], tf.int64))
+    return layer
+
+
+@pytest.mark.parametrize("name", sorted(TIME_LAYERS))
+@pytest.mark.parametrize(
+    "values, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_TIMES],
+)
+def test_bad_timestamp_inputs(name, values, error, match):
+    with pytest.raises(error, match=match):
+        adapted_time_layer(name)(values())
+
+
+@pytest.mark.parametrize("name", sorted(TIME_LAYERS))
+def test_negative_times_fail_in_graph_mode_too(name):
+    layer = adapted_time_layer(name)
 
     @tf.function
     def graph(x):
@@ -45,30 +58,81 @@ def test_bad_timestamp_inputs(factory):
         graph(tf.constant([-5], tf.int64))
 
 
-def test_bad_timestamp_arguments_and_adapt():
-    with pytest.raises(ValueError, match="`boundaries` must be one of"):
-        cf.TimestampBuckets(2, boundaries="log")
-    with pytest.raises(ValueError, match="strictly increasing"):
-        cf.TimestampBuckets(2, boundaries=[3, 1])
-    with pytest.raises(ValueError, match="`num_buckets` must be >= 2"):
-        cf.TimestampBuckets(2, num_buckets=1)
-    with pytest.raises(ValueError, match="`embedding_dim` must be >= 1"):
-        cf.TimestampBuckets(0)
-    with pytest.raises(ValueError, match="`out_of_range` must be one of"):
-        cf.TimestampBuckets(2, out_of_range="nearest")
-    with pytest.raises(ValueError, match="`dropout` must be in \\[0, 1\\)"):
-        cf.TimestampBuckets(2, dropout=1.0)
-    with pytest.raises(TypeError, match="`clip` must be True or False"):
-        cf.NormalizedTimestamp(clip="yes")
-    with pytest.raises(ValueError, match="`components`"):
-        cf.CyclicalTime(("minute",))
-    with pytest.raises(ValueError, match="utc_offset_hours"):
-        cf.CyclicalTime(utc_offset_hours=30)
-    with pytest.raises(ValueError, match="not adapted"):
-        cf.TimestampBuckets(2)(tf.constant([1], tf.int64))
-    with pytest.raises(ValueError, match="received no data"):
-        cf.NormalizedTimestamp().adapt(np.array([], np.int64))
-    with pytest.raises(ValueError, match="uniform boundaries are undefined"):
-        cf.TimestampBuckets(2).adapt(np.array([5, 5], np.int64))
-    with pytest.raises(ValueError, match="NaN"):
-        cf.NormalizedTimestamp().adapt(np.array([1.0, np.nan]))
+TIME_ERRORS = [
+    (
+        "mode",
+        lambda: cf.TimestampBuckets(2, boundaries="log"),
+        ValueError,
+        "`boundaries` must be one of",
+    ),
+    (
+        "unsorted",
+        lambda: cf.TimestampBuckets(2, boundaries=[3, 1]),
+        ValueError,
+        "strictly increasing",
+    ),
+    (
+        "num-buckets",
+        lambda: cf.TimestampBuckets(2, num_buckets=1),
+        ValueError,
+        "`num_buckets` must be >= 2",
+    ),
+    ("dim", lambda: cf.TimestampBuckets(0), ValueError, "`embedding_dim` must be >= 1"),
+    (
+        "out-of-range",
+        lambda: cf.TimestampBuckets(2, out_of_range="nearest"),
+        ValueError,
+        "`out_of_range` must be one of",
+    ),
+    (
+        "dropout",
+        lambda: cf.TimestampBuckets(2, dropout=1.0),
+        ValueError,
+        "`dropout` must be in \\[0, 1\\)",
+    ),
+    (
+        "clip",
+        lambda: cf.NormalizedTimestamp(clip="yes"),
+        TypeError,
+        "`clip` must be True or False",
+    ),
+    ("components", lambda: cf.CyclicalTime(("minute",)), ValueError, "`components`"),
+    (
+        "offset",
+        lambda: cf.CyclicalTime(utc_offset_hours=30),
+        ValueError,
+        "utc_offset_hours",
+    ),
+    (
+        "not-adapted",
+        lambda: cf.TimestampBuckets(2)(tf.constant([1], tf.int64)),
+        ValueError,
+        "not adapted",
+    ),
+    (
+        "empty-adapt",
+        lambda: cf.NormalizedTimestamp().adapt(np.array([], np.int64)),
+        ValueError,
+        "received no data",
+    ),
+    (
+        "one-time",
+        lambda: cf.TimestampBuckets(2).adapt(np.array([5, 5], np.int64)),
+        ValueError,
+        "uniform boundaries are undefined",
+    ),
+    (
+        "nan-adapt",
+        lambda: cf.NormalizedTimestamp().adapt(np.array([1.0, np.nan])),
+        ValueError,
+        "NaN",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match", [pytest.param(*case[1:], id=case[0]) for case in TIME_ERRORS]
+)
+def test_bad_timestamp_arguments_and_adapt(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
