@@ -9,18 +9,46 @@ inflates test accuracy and hides how the model extrapolates to later times.
 from __future__ import annotations
 
 import math
+import numbers
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from ctxfeatures.layers._inputs import is_batched
+
 __all__ = ["chronological_split", "leave_last_out", "random_split"]
 
 
-def _size(data: tf.data.Dataset) -> int:
+def _check_data(data: Any, owner: str) -> int:
+    """The number of examples of an unbatched, non-empty dataset."""
+    if not isinstance(data, tf.data.Dataset):
+        raise TypeError(
+            f"{owner} takes a tf.data.Dataset; received {type(data).__name__}."
+        )
+    if isinstance(data.element_spec, dict) and is_batched(data):
+        raise ValueError(
+            f"{owner} received batched data, which it would split batch by "
+            "batch. Split the unbatched events, then call `.batch()` on each part."
+        )
     size = int(data.cardinality())
     if size < 0:
         size = int(data.reduce(0, lambda count, _: count + 1))
+    if size == 0:
+        raise ValueError(f"{owner} received an empty dataset.")
     return size
+
+
+def _fraction(value: Any, name: str) -> float:
+    """A fraction in (0, 1) of any real type (Python or numpy)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` must be a number in (0, 1). Received: {name}={value!r}"
+        )
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"`{name}` must be in (0, 1). Received: {name}={value}")
+    return value
 
 
 def random_split(
@@ -39,14 +67,20 @@ def random_split(
 
     Args:
         data: An unbatched dataset.
-        train_size: Number of training examples, or a fraction in ``(0, 1)``.
+        train_size: Number of training examples (any integer type), or a
+            fraction in ``(0, 1)`` (any real type, e.g. ``np.float32(0.8)``).
         seed: Shuffle seed.
         buffer_size: Shuffle buffer (default: the whole dataset).
 
     Returns:
         ``(train, test)`` datasets that iterate in the same order every time.
+
+    Raises:
+        ValueError: empty or batched data, or a ``train_size`` that leaves a
+            part empty.
+        TypeError: a ``train_size`` that is not a number.
     """
-    size = _size(data)
+    size = _check_data(data, "random_split()")
     count = _count(train_size, size)
     shuffled = data.shuffle(
         buffer_size or size, seed=seed, reshuffle_each_iteration=False
@@ -54,27 +88,45 @@ def random_split(
     return shuffled.take(count), shuffled.skip(count)
 
 
-def _count(train_size: int | float, size: int) -> int:
-    if isinstance(train_size, float):
-        if not 0.0 < train_size < 1.0:
-            raise ValueError(
-                f"`train_size` as a fraction must be in (0, 1). Received: {train_size}"
-            )
-        return int(round(size * train_size))
-    if not 0 < train_size < size:
+def _count(train_size: Any, size: int) -> int:
+    """Training examples: a count (any integer type) or a fraction (any real)."""
+    if isinstance(train_size, numbers.Integral) and not isinstance(
+        train_size, (bool, np.bool_)
+    ):
+        count = int(train_size)
+    else:
+        count = int(round(size * _fraction(train_size, "train_size")))
+    if not 0 < count < size:
         raise ValueError(
-            f"`train_size` must be between 1 and {size - 1}. Received: {train_size}"
+            f"random_split(): train_size={train_size!r} leaves {count} of {size} "
+            "examples for training: both parts must hold at least one. Pass a "
+            f"count between 1 and {size - 1}, or another fraction."
         )
-    return int(train_size)
+    return count
 
 
-def _column(data: tf.data.Dataset, key: str) -> np.ndarray:
+def _column(data: tf.data.Dataset, key: str, owner: str) -> np.ndarray:
+    if not isinstance(data.element_spec, dict):
+        raise TypeError(f"{owner} takes a tf.data.Dataset of feature dicts.")
     if key not in data.element_spec:
         raise ValueError(
             f"The dataset has no '{key}' feature. Keys: {sorted(data.element_spec)}."
         )
     values = [batch.numpy() for batch in data.map(lambda x: x[key]).batch(65_536)]
     return np.concatenate(values) if values else np.asarray([])
+
+
+def _times(data: tf.data.Dataset, key: str, owner: str) -> np.ndarray:
+    times = _column(data, key, owner)
+    if times.dtype.kind not in "iu":
+        # Text sorts "1000" before "999", floats hide NaN: either would put
+        # later events in training.
+        raise TypeError(
+            f"{owner}: time column '{key}' holds {times.dtype}, but must hold "
+            "integer seconds. Convert it first, e.g. "
+            "`tf.strings.to_number(x, tf.int64)` for strings."
+        )
+    return times
 
 
 def _select(data: tf.data.Dataset, mask: np.ndarray) -> tf.data.Dataset:
@@ -95,14 +147,14 @@ def chronological_split(
         ``(train, test)`` in the original order.
 
     Raises:
-        ValueError: a fraction outside ``(0, 1)``, a missing time column, or a
-            cut that leaves the test set empty.
+        ValueError: a fraction outside ``(0, 1)``, a missing time column,
+            empty or batched data, or a cut that leaves the test set empty.
+        TypeError: a time column that does not hold integers.
     """
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(
-            f"`train_fraction` must be in (0, 1). Received: {train_fraction}"
-        )
-    times = _column(data, time_key)
+    owner = "chronological_split()"
+    train_fraction = _fraction(train_fraction, "train_fraction")
+    _check_data(data, owner)
+    times = _times(data, time_key, owner)
     ordered = np.sort(times)
     cut = ordered[max(math.ceil(len(ordered) * train_fraction) - 1, 0)]
     train = times <= cut
@@ -123,9 +175,15 @@ def leave_last_out(
 
     Returns:
         ``(train, test)`` in the original order.
+
+    Raises:
+        ValueError: a missing column, empty or batched data.
+        TypeError: a time column that does not hold integers.
     """
-    users = _column(data, user_key)
-    times = _column(data, time_key)
+    owner = "leave_last_out()"
+    _check_data(data, owner)
+    users = _column(data, user_key, owner)
+    times = _times(data, time_key, owner)
     order = np.lexsort((np.arange(len(times)), times, users))
     last = np.zeros(len(times), bool)
     sorted_users = users[order]

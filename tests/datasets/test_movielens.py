@@ -118,23 +118,3 @@ def test_splits_on_real_data(ml100k):
     train, test = splits.leave_last_out(ratings)
     t = next(iter(test.batch(100_000)))
     assert len(np.unique(t["user_id"].numpy())) == len(t["user_id"]) == 943
-
-
-SAME_TIME = {"timestamp": [1, 1, 1]}
-SPLIT_ERRORS = [
-    (
-        "no-later-period",
-        lambda d: splits.chronological_split(d, 0.5),
-        "no later period",
-    ),
-    ("train-size", lambda d: splits.random_split(d, 1.5), "train_size"),
-    ("no-user", lambda d: splits.leave_last_out(d), "no 'user_id'"),
-]
-
-
-@pytest.mark.parametrize(
-    "call, match", [pytest.param(*case[1:], id=case[0]) for case in SPLIT_ERRORS]
-)
-def test_split_arguments(call, match):
-    with pytest.raises(ValueError, match=match):
-        call(tf.data.Dataset.from_tensor_slices(SAME_TIME))
