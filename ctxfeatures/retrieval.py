@@ -10,6 +10,8 @@ evaluation in :mod:`ctxfeatures.evaluation` and export in
 from __future__ import annotations
 
 import contextlib
+import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,6 +79,7 @@ class RetrievalModel(tfrs.models.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_temperature(temperature)
         if query_tower.output_dim != candidate_tower.output_dim:
             raise ValueError(
                 f"Tower '{query_tower.name}' outputs {query_tower.output_dim} "
@@ -169,6 +172,7 @@ class RetrievalModel(tfrs.models.Model):
         """One raw batch through both towers' ``preprocess`` (see :meth:`prepare`)."""
         if isinstance(batch, PreparedBatch):
             return batch
+        _check_batch(batch)
         return PreparedBatch(
             query=self.query_tower.preprocess(batch),
             candidate=self.candidate_tower.preprocess(batch),
@@ -205,6 +209,8 @@ class RetrievalModel(tfrs.models.Model):
     ) -> tf.Tensor:
         batch = self.prepare_batch(features)
         query, candidate = self.embed_batch(batch, training=training)
+        if training:
+            _warn_single_example(query)
         weight = self._context(batch, self.sample_weight_key)
         probability = self._context(batch, self.sampling_probability_key)
         ids = batch.context[self.candidate_id] if self.remove_accidental_hits else None
@@ -223,7 +229,42 @@ class RetrievalModel(tfrs.models.Model):
         if key is None:
             return None
         self._check_keys(batch.context, [key])
-        return tf.reshape(tf.cast(batch.context[key], tf.float32), [-1])
+        values = tf.reshape(tf.cast(batch.context[key], tf.float32), [-1])
+        if key == self.sampling_probability_key:
+            valid = (values > 0.0) & (values <= 1.0)
+            rule = "in (0, 1]: a candidate's share of the training data"
+        else:
+            valid = tf.math.is_finite(values) & (values >= 0.0)
+            rule = "finite and >= 0"
+        # One NaN or negative weight silently ruins every variable in an epoch.
+        check = tf.debugging.Assert(
+            tf.reduce_all(valid),
+            [
+                f"RetrievalModel: feature '{key}' must be {rule}; a batch holds "
+                "another value. Fix the column before training."
+            ],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(values)
+
+    def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
+        """Refused: a RetrievalModel is not saved as one file.
+
+        Its catalogue is a dataset, which a model file cannot hold. Save what
+        each use needs instead: ``save_weights()`` (or a checkpoint) to
+        resume training, ``query_tower.save()`` / ``candidate_tower.save()``
+        for the towers, :meth:`export_recommender` to serve.
+
+        Raises:
+            ValueError: always, naming those alternatives.
+        """
+        raise ValueError(
+            "RetrievalModel cannot be saved as one model file: its catalogue is "
+            "a tf.data.Dataset. Use `model.save_weights(path)` to resume "
+            "training, `model.query_tower.save('query.keras')` and "
+            "`model.candidate_tower.save('candidate.keras')` for the towers, or "
+            "`model.export_recommender(path)` to serve."
+        )
 
     @staticmethod
     def _gather_replicas(candidate: tf.Tensor, *extra: Any) -> tuple[Any, ...]:
@@ -307,6 +348,45 @@ class RetrievalModel(tfrs.models.Model):
         """
         ids, vectors = self.catalogue.embed()
         export_recommender(self.query_tower, ids, vectors, path, k=k, exclude=exclude)
+
+
+def _check_temperature(temperature: Any) -> None:
+    if temperature is None:
+        return
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"`temperature` must be a number > 0 or None. Received: {temperature!r}"
+        )
+    if not temperature > 0 or temperature == float("inf"):
+        raise ValueError(
+            "`temperature` must be a finite number > 0 (scores are divided by "
+            f"it). Received: temperature={temperature!r}"
+        )
+
+
+def _check_batch(batch: Mapping[str, Any]) -> None:
+    """An error for unbatched examples (checked on static shapes, at trace)."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(
+            "RetrievalModel takes batches of feature dicts; received "
+            f"{type(batch).__name__}."
+        )
+    shapes = [tf.TensorShape(getattr(v, "shape", [])) for v in batch.values()]
+    if any(shape.rank == 0 for shape in shapes):
+        raise ValueError(
+            "RetrievalModel received unbatched examples (a feature is a single "
+            "value). In-batch softmax draws its negatives from the batch: call "
+            "`data.batch(batch_size)` first."
+        )
+
+
+def _warn_single_example(query: tf.Tensor) -> None:
+    if query.shape.rank and query.shape[0] == 1:
+        warnings.warn(
+            "RetrievalModel: batches of one example have no in-batch negatives, "
+            "so training learns nothing. Use a larger batch size.",
+            stacklevel=3,
+        )
 
 
 def build_retrieval_model(

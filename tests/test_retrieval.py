@@ -111,6 +111,7 @@ def context(synthetic, build_model):
         build=build_model,
         model=build_model(data, catalogue),
         weighted=build_model(data, catalogue, sample_weight="weight"),
+        logq=build_model(data, catalogue, candidate_sampling_probability="p"),
         query=lambda: cf.Tower(
             {"user_id": cf.IdEmbedding(4, vocabulary=["u"])}, name="q"
         ),
@@ -118,6 +119,11 @@ def context(synthetic, build_model):
             {"item": cf.IdEmbedding(4, vocabulary=["x"])}, name="cand"
         ),
     )
+
+
+def with_column(data, key, value):
+    """One batch of 10 with a constant extra column."""
+    return next(iter(data.map(lambda x: {**x, key: tf.constant(value)}).batch(10)))
 
 
 MODEL_ERRORS = [
@@ -203,6 +209,60 @@ MODEL_ERRORS = [
         lambda c: c.model.prepare({"user_id": np.array(["a"])}),
         TypeError,
         "Dataset of feature dicts",
+    ),
+    (
+        "temperature-zero",
+        lambda c: c.build(c.data, c.catalogue, temperature=0.0),
+        ValueError,
+        "`temperature` must be a finite number > 0",
+    ),
+    (
+        "temperature-inf",
+        lambda c: c.build(c.data, c.catalogue, temperature=float("inf")),
+        ValueError,
+        "`temperature` must be a finite number > 0",
+    ),
+    (
+        "temperature-string",
+        lambda c: c.build(c.data, c.catalogue, temperature="1"),
+        TypeError,
+        "`temperature` must be a number",
+    ),
+    (
+        "save-whole-model",
+        lambda c: c.model.save("/tmp/unused.keras"),
+        ValueError,
+        "cannot be saved as one model file.*save_weights.*export_recommender",
+    ),
+    (
+        "fit-unbatched",
+        lambda c: c.model.compute_loss(next(iter(c.data))),
+        ValueError,
+        "unbatched examples.*\\.batch\\(batch_size\\)",
+    ),
+    (
+        "nan-weight",
+        lambda c: c.weighted.compute_loss(with_column(c.data, "weight", np.nan)),
+        tf.errors.InvalidArgumentError,
+        "feature 'weight' must be finite and >= 0",
+    ),
+    (
+        "negative-weight",
+        lambda c: c.weighted.compute_loss(with_column(c.data, "weight", -1.0)),
+        tf.errors.InvalidArgumentError,
+        "feature 'weight' must be finite and >= 0",
+    ),
+    (
+        "probability-above-one",
+        lambda c: c.logq.compute_loss(with_column(c.data, "p", 3.0)),
+        tf.errors.InvalidArgumentError,
+        "feature 'p' must be in \\(0, 1\\]",
+    ),
+    (
+        "probability-zero",
+        lambda c: c.logq.compute_loss(with_column(c.data, "p", 0.0)),
+        tf.errors.InvalidArgumentError,
+        "feature 'p' must be in \\(0, 1\\]",
     ),
     (
         "evaluate-not-a-dataset",
@@ -335,3 +395,10 @@ def test_evaluate_top_k_does_not_retrace(synthetic, build_model):
     for _ in range(3):
         evaluate_twice()
     assert 1 <= len(traces) == first <= 3
+
+
+def test_batches_of_one_warn_that_nothing_is_learned(synthetic, build_model):
+    data, catalogue = synthetic(n=20)
+    model = build_model(data, catalogue)
+    with pytest.warns(UserWarning, match="no in-batch negatives"):
+        model.compute_loss(next(iter(data.batch(1))), training=True)
