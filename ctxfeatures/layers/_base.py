@@ -147,7 +147,12 @@ class FeatureLayer(tf.keras.layers.Layer):
         self._set_state(state)
 
     def adapt(
-        self, data: Any, batch_size: int | None = None, steps: int | None = None
+        self,
+        data: Any,
+        batch_size: int | None = None,
+        steps: int | None = None,
+        *,
+        drop_missing: bool = False,
     ) -> None:
         """Learns the layer's state from data, like Keras preprocessing layers.
 
@@ -157,12 +162,22 @@ class FeatureLayer(tf.keras.layers.Layer):
                 not).
             batch_size: Batch size used to stream arrays or unbatched datasets.
             steps: Read at most this many batches.
+            drop_missing: Drop missing values (None or NaN in an object
+                array, e.g. from pandas) instead of raising an error.
+
+        Raises:
+            ValueError: no data, missing values (unless ``drop_missing``), or
+                values the layer rejects (its checks name the fix).
         """
         if not self.needs_adapt:
             return
         self.reset_state()
         for batch in iterate_batches(
-            data, batch_size=batch_size, steps=steps, owner=self._owner()
+            data,
+            batch_size=batch_size,
+            steps=steps,
+            owner=self._owner(),
+            drop_missing=drop_missing,
         ):
             if not (batch.shape.rank and batch.shape[0] == 0):
                 self.update_state(batch)

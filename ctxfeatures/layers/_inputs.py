@@ -62,12 +62,19 @@ def batched(data: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
 
 
 def iterate_batches(
-    data: Any, *, batch_size: int | None, steps: int | None, owner: str
+    data: Any,
+    *,
+    batch_size: int | None,
+    steps: int | None,
+    owner: str,
+    drop_missing: bool = False,
 ) -> Iterator[Any]:
     """Yields batches (tensors or ragged tensors) from any `adapt` input.
 
     Accepts numpy arrays, Python lists, tensors, ragged tensors and
-    ``tf.data.Dataset`` objects of batched or unbatched values.
+    ``tf.data.Dataset`` objects of batched or unbatched values. Missing values
+    (None or NaN in an object array, as pandas gives) are an error, or are
+    dropped with ``drop_missing``.
     """
     if isinstance(data, dict) or (
         isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, dict)
@@ -92,7 +99,7 @@ def iterate_batches(
         yield from data
         return
     if not isinstance(data, (tf.Tensor, tf.RaggedTensor)):
-        data = _to_tensor(data, owner)
+        data = _to_tensor(_without_missing(data, owner, drop_missing), owner)
     size = int(data.shape[0]) if data.shape.rank else 0
     batch = batch_size or max(size, 1)
     count = 0
@@ -101,6 +108,29 @@ def iterate_batches(
             return
         count += 1
         yield data[start : start + batch]
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _without_missing(data: Any, owner: str, drop: bool) -> Any:
+    """1-D object data without None/NaN; an error unless ``drop``."""
+    if isinstance(data, (list, tuple)):
+        data = np.asarray(data, dtype=object) if any(map(_is_missing, data)) else data
+    if not (isinstance(data, np.ndarray) and data.dtype == object and data.ndim == 1):
+        return data
+    missing = np.fromiter(map(_is_missing, data), bool, data.size)
+    if not missing.any():
+        return data
+    if drop:
+        return data[~missing]
+    raise ValueError(
+        f"{owner}.adapt() received {int(missing.sum())} missing values (None or "
+        f"NaN), the first at position {int(missing.argmax())}. They would become "
+        "the ids 'None' and 'nan'. Drop or fill them first (pandas: "
+        "`.dropna()` / `.fillna(...)`), or pass `drop_missing=True`."
+    )
 
 
 def _to_tensor(data: Any, owner: str) -> tf.Tensor | tf.RaggedTensor:
@@ -161,30 +191,43 @@ def check_timestamp_dtype(inputs: tf.Tensor, owner: str) -> None:
     )
 
 
+#: Latest plausible timestamp: 3000-01-01 in seconds. Larger values are
+#: almost always milliseconds or microseconds read as seconds.
+MAX_TIMESTAMP = 32_503_680_000
+
+
 def check_timestamp_values(inputs: tf.Tensor, owner: str) -> list[tf.Operation]:
-    """Rejects NaN and negative timestamps: eagerly now, or with graph asserts."""
-    message_nan = f"{owner}: timestamps contain NaN. Drop or impute them first."
-    message_neg = (
-        f"{owner}: timestamps must be >= 0 seconds since the Unix epoch; "
-        "received a negative value. Check the unit and the column."
-    )
+    """One rule in eager and graph mode: finite, >= 0, before the year 3000.
+
+    Eagerly the check raises ValueError now; in a graph it returns asserts
+    (InvalidArgumentError with the same message when they run).
+    """
+    messages = {
+        "finite": f"{owner}: timestamps contain NaN or infinity. Drop or "
+        "impute them first.",
+        "negative": f"{owner}: timestamps must be >= 0 seconds since the Unix "
+        "epoch; received a negative value. Check the unit and the column.",
+        "late": f"{owner}: timestamps must be seconds since the Unix epoch, "
+        f"below {MAX_TIMESTAMP} (the year 3000); received a larger value. "
+        "Milliseconds? Divide by 1000.",
+    }
     if tf.executing_eagerly():
         values = inputs.numpy()
-        if values.dtype.kind == "f" and np.isnan(values).any():
-            raise ValueError(message_nan)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError(messages["finite"])
         if (values < 0).any():
-            raise ValueError(message_neg)
+            raise ValueError(messages["negative"])
+        if (values > MAX_TIMESTAMP).any():
+            raise ValueError(messages["late"])
         return []
     checks = []
     if inputs.dtype.is_floating:
-        checks.append(
-            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(inputs)), [message_nan])
-        )
-    checks.append(
-        tf.debugging.Assert(
-            tf.reduce_all(inputs >= tf.zeros([], inputs.dtype)), [message_neg]
-        )
-    )
+        finite = tf.reduce_all(tf.math.is_finite(inputs))
+        checks.append(tf.debugging.Assert(finite, [messages["finite"]]))
+    wide = tf.cast(inputs, tf.float64)
+    checks.append(tf.debugging.Assert(tf.reduce_all(wide >= 0), [messages["negative"]]))
+    late = tf.reduce_all(wide <= MAX_TIMESTAMP)
+    checks.append(tf.debugging.Assert(late, [messages["late"]]))
     return checks
 
 

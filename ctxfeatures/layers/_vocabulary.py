@@ -17,6 +17,11 @@ from ctxfeatures.layers._inputs import (
 )
 from ctxfeatures.layers.state import Vocabulary, VocabularyAccumulator
 
+# The lookups' own OOV entries, chosen so that no real id is one: with Keras'
+# defaults a real "[UNK]" or -1 id would merge into the OOV row.
+_OOV_STRING = "\x00ctxfeatures-oov"
+_OOV_INT = -(2**63)
+
 
 def normalize_vocabulary(
     vocabulary: Sequence[Any] | np.ndarray | None, id_dtype: str, owner: str
@@ -54,10 +59,10 @@ def normalize_vocabulary(
                 f"{owner}: id_dtype='int64' needs integer vocabulary entries; "
                 f"found {bad[0]!r}. Pass id_dtype='string' for string ids."
             )
-        if -1 in values:
+        if -(2**63) in values:
             raise ValueError(
-                f"{owner}: -1 is reserved for out-of-vocabulary integer ids; "
-                "remove it from `vocabulary`."
+                f"{owner}: {-(2**63)} (the smallest int64) is reserved for "
+                "out-of-vocabulary ids; remove it from `vocabulary`."
             )
     seen: set[Any] = set()
     duplicates = [v for v in values if v in seen or seen.add(v)]
@@ -178,6 +183,7 @@ class VocabularyEmbeddingBase(EmbeddingFeature):
                 vocabulary=tokens,
                 num_oov_indices=self.num_oov_indices,
                 mask_token=None,
+                oov_token=_OOV_STRING,
                 name="lookup",
             )
         else:
@@ -185,6 +191,7 @@ class VocabularyEmbeddingBase(EmbeddingFeature):
                 vocabulary=[int(token) for token in tokens],
                 num_oov_indices=self.num_oov_indices,
                 mask_token=None,
+                oov_token=_OOV_INT,
                 vocabulary_dtype="int64",
                 name="lookup",
             )

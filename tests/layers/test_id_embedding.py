@@ -159,3 +159,44 @@ ID_ERRORS = [
 def test_bad_inputs_name_the_layer_and_the_fix(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "ids, dtype",
+    [
+        pytest.param(["[UNK]", "[UNK]", "a", "[UNK]"], "string", id="string-unk"),
+        pytest.param([-1, -1, 7, -1], "int64", id="int-minus-one"),
+    ],
+)
+def test_reserved_looking_ids_get_their_own_row(ids, dtype):
+    layer = cf.IdEmbedding(2, id_dtype=dtype)
+    layer.adapt(np.array(ids))
+    vocabulary = layer.get_vocabulary()
+    assert vocabulary == [ids[0], ids[2]]
+    rows = layer.lookup(tf.constant(vocabulary)).numpy().tolist()
+    # Row i + num_oov_indices holds get_vocabulary()[i]; OOV stays row 0.
+    assert rows == [1, 2]
+    unseen = "zzz" if dtype == "string" else 123
+    assert layer.lookup(tf.constant([unseen])).numpy().tolist() == [0]
+
+
+def test_missing_values_are_rejected_or_dropped_on_request():
+    data = np.array(["a", None, "b", float("nan")], dtype=object)
+    with pytest.raises(ValueError, match="2 missing values.*position 1.*drop_missing"):
+        cf.IdEmbedding(2).adapt(data)
+    layer = cf.IdEmbedding(2)
+    layer.adapt(data, drop_missing=True)
+    assert layer.get_vocabulary() == ["a", "b"]
+
+
+def test_non_utf8_ids_name_the_layer_and_the_fix():
+    with pytest.raises(ValueError, match="IdEmbedding 'title'.*not valid UTF-8.*latin"):
+        cf.IdEmbedding(2, name="title").adapt(np.array([b"caf\xe9"]))
+
+
+def test_a_shared_layer_adapts_on_every_feature_it_serves():
+    shared = cf.IdEmbedding(2)
+    tower = cf.Tower({"home": shared, "away": shared}, head_units=())
+    data = tf.data.Dataset.from_tensor_slices({"home": ["a", "b"], "away": ["c", "a"]})
+    tower.adapt(data)
+    assert shared.get_vocabulary() == ["a", "b", "c"]

@@ -26,6 +26,19 @@ BAD_TIMES = [
     ("nan", lambda: tf.constant([1.0, math.nan]), ValueError, "NaN"),
     ("negative", lambda: tf.constant([-5], tf.int64), ValueError, "must be >= 0"),
     ("rank", lambda: tf.zeros([2, 3], tf.int64), ValueError, r"\(batch, 1\)"),
+    ("inf", lambda: tf.constant([1.0, math.inf]), ValueError, "NaN or infinity"),
+    (
+        "milliseconds",
+        lambda: tf.constant([1_700_000_000_000], tf.int64),
+        ValueError,
+        "Milliseconds\\? Divide by 1000",
+    ),
+    (
+        "int64-max",
+        lambda: tf.constant([2**63 - 1], tf.int64),
+        ValueError,
+        "the year 3000",
+    ),
 ]
 
 
@@ -47,15 +60,23 @@ def test_bad_timestamp_inputs(name, values, error, match):
 
 
 @pytest.mark.parametrize("name", sorted(TIME_LAYERS))
-def test_negative_times_fail_in_graph_mode_too(name):
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        pytest.param([-5.0], "must be >= 0", id="negative"),
+        pytest.param([math.inf], "NaN or infinity", id="inf"),
+        pytest.param([1.7e12], "the year 3000", id="milliseconds"),
+    ],
+)
+def test_graph_mode_applies_the_same_rule(name, values, match):
     layer = adapted_time_layer(name)
 
     @tf.function
     def graph(x):
         return layer(x)
 
-    with pytest.raises(tf.errors.InvalidArgumentError, match="must be >= 0"):
-        graph(tf.constant([-5], tf.int64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        graph(tf.constant(values, tf.float64))
 
 
 TIME_ERRORS = [
