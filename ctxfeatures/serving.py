@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -78,10 +79,28 @@ def export_recommender(
         signature.setdefault(
             exclude, tf.TensorSpec([None, None], catalogue.ids.dtype, name=exclude)
         )
+    _check_writable(path)
     module = _Recommender(query_tower, catalogue, vectors, int(k), exclude)
     serve = tf.function(lambda **features: module.recommend(features))
     concrete = serve.get_concrete_function(**signature)
     tf.saved_model.save(module, path, signatures={"serving_default": concrete})
+
+
+def _check_writable(path: str) -> None:
+    """Fails before any export work when ``path`` cannot be written."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a directory path. Received: {path!r}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".ctxfeatures-write-check")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(
+            f"export_recommender(): cannot write to {os.fspath(path)!r} "
+            f"({error.strerror or error}). Choose a writable directory."
+        ) from None
 
 
 def _check_exclude_spec(

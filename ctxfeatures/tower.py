@@ -284,7 +284,33 @@ class Tower(tf.keras.Model):
         """Whether every feature layer holds the state it needs."""
         return all(getattr(layer, "is_adapted", True) for layer in self.feature_layers)
 
+    def _same_batch(self, outputs: list[tf.Tensor]) -> list[tf.Tensor]:
+        """One row per example in every feature, or an error naming them."""
+        if len(outputs) < 2:
+            return outputs
+        names = self._layer_features
+        message = (
+            f"Tower '{self.name}': features '{names[0]}' and '{{}}' have different "
+            "batch sizes; every feature needs one value per example."
+        )
+        first = outputs[0].shape[0]
+        for name, value in zip(names[1:], outputs[1:]):
+            if first is not None and value.shape[0] not in (None, first):
+                raise ValueError(message.format(name))
+        if tf.executing_eagerly() or (
+            first is not None and all(v.shape[0] == first for v in outputs)
+        ):
+            return outputs
+        size = tf.shape(outputs[0])[0]
+        checks = [
+            tf.debugging.Assert(tf.equal(tf.shape(v)[0], size), [message.format(n)])
+            for n, v in zip(names[1:], outputs[1:])
+        ]
+        with tf.control_dependencies(checks):
+            return [tf.identity(v) for v in outputs]
+
     def _head(self, outputs: list[tf.Tensor]) -> tf.Tensor:
+        outputs = self._same_batch(outputs)
         x = tf.concat(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
         for dense in self.head:
             x = dense(x)

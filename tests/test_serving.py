@@ -114,12 +114,47 @@ def test_export_excludes_history_and_serves_without_ctxfeatures(
     assert served["ids"][1] == expected
 
 
-def test_export_exclude_errors(history_model, tmp_path):
+EXPORT_ERRORS = [
+    (
+        "exclude-not-a-list",
+        dict(exclude="seconds_since_last"),
+        ValueError,
+        "`exclude`='seconds_since_last'",
+    ),
+    (
+        "k-too-large",
+        dict(k=np.int64(13)),
+        ValueError,
+        "between 1 and the catalogue size",
+    ),
+    ("k-zero", dict(k=0), ValueError, "between 1 and the catalogue size"),
+    ("k-float", dict(k=2.5), ValueError, "Received: k=2.5"),
+    ("exclude-not-a-name", dict(exclude=3), TypeError, "feature name or None"),
+]
+
+
+@pytest.mark.parametrize(
+    "options, error, match", [pytest.param(*c[1:], id=c[0]) for c in EXPORT_ERRORS]
+)
+def test_export_errors(history_model, tmp_path, options, error, match):
     model, _ = history_model
-    with pytest.raises(ValueError, match="`exclude`='seconds_since_last'"):
-        model.export_recommender(str(tmp_path / "x"), exclude="seconds_since_last")
-    with pytest.raises(ValueError, match="between 1 and the catalogue size"):
-        model.export_recommender(str(tmp_path / "y"), k=np.int64(13))
+    with pytest.raises(error, match=match):
+        model.export_recommender(str(tmp_path / "x"), **options)
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_export_to_an_unwritable_path_says_so(history_model, tmp_path):
+    model, _ = history_model
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="cannot write to .*Choose a writable"):
+        model.export_recommender(str(blocker / "recommender"))
+
+
+def test_numpy_k_is_accepted(history_model, tmp_path):
+    model, _ = history_model
+    model.export_recommender(str(tmp_path / "ok"), k=np.int64(3))
+    assert (tmp_path / "ok" / "saved_model.pb").exists()
 
 
 def test_integer_multi_valued_feature_is_served_without_pooling_padding(tmp_path):

@@ -138,3 +138,22 @@ def test_preprocess_and_embed_errors_name_the_tower(synthetic, build_model):
         model.query_tower.preprocess({"user_id": batch["user_id"]})
     with pytest.raises(ValueError, match="prepared input .* is missing"):
         model.query_tower.embed({})
+
+
+def test_features_of_different_batch_sizes_are_named_in_both_modes():
+    tower = adapted_tower()
+    batch = {
+        "user_id": tf.constant(["a", "b"]),
+        "timestamp": tf.constant([880_000_000], tf.int64),
+    }
+    with pytest.raises(ValueError, match="'user_id' and 'timestamp' have different"):
+        tower(batch)
+
+    @tf.function(
+        input_signature=[{k: tf.TensorSpec([None], v.dtype) for k, v in batch.items()}]
+    )
+    def served(features):
+        return tower(features)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different batch sizes"):
+        served(batch)

@@ -50,22 +50,47 @@ class MalformedFileError(ValueError):
     """A MovieLens file has a line that does not parse."""
 
 
+def _text(path: str, encoding: str) -> str:
+    """The file's text. ``"latin-1"`` files also read as UTF-8 when they are
+    valid UTF-8, i.e. re-encoded copies, whose titles would otherwise garble."""
+    name = os.path.basename(path)
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    if not raw.strip():
+        raise MalformedFileError(
+            f"{name} is empty. Re-download the GroupLens archive, or call "
+            "ctxfeatures.datasets.movielens.load() without `data_dir`."
+        )
+    if encoding == "latin-1":
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise MalformedFileError(
+            f"{name} line {line}: byte {raw[error.start]:#x} is not {encoding} "
+            "text, which this file always is. Use the original GroupLens file."
+        ) from None
+
+
 def _fields(path: str, separator: str, count: int, encoding: str) -> list[list[str]]:
     name = os.path.basename(path)
     rows = []
-    with open(path, encoding=encoding, newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            parts = line.split(separator)
-            if len(parts) != count:
-                raise MalformedFileError(
-                    f"{name} line {number}: expected {count} "
-                    f"{separator!r}-separated fields, found {len(parts)}: "
-                    f"{line[:80]!r}"
-                )
-            rows.append(parts)
+    for number, line in enumerate(_text(path, encoding).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        parts = line.split(separator)
+        if len(parts) != count:
+            raise MalformedFileError(
+                f"{name} line {number}: expected {count} "
+                f"{separator!r}-separated fields, found {len(parts)}: "
+                f"{line[:80]!r}"
+            )
+        rows.append(parts)
     return rows
 
 

@@ -118,3 +118,31 @@ def test_splits_on_real_data(ml100k):
     train, test = splits.leave_last_out(ratings)
     t = next(iter(test.batch(100_000)))
     assert len(np.unique(t["user_id"].numpy())) == len(t["user_id"]) == 943
+
+
+def test_a_re_encoded_utf8_item_file_reads_the_same_titles(tmp_path):
+    folder = fake_ml100k(tmp_path / "ml")
+    item = folder / "u.item"
+    item.write_bytes(item.read_bytes().decode("latin-1").encode("utf-8"))
+    ratings, _ = movielens.load(str(folder))
+    title = next(iter(ratings))["movie_title"].numpy().decode()
+    assert title == "Misérables (1995)"
+
+
+LOADER_ERRORS = [
+    ("empty-ratings", "u.data", b"", "u.data is empty"),
+    ("blank-ratings", "u.data", b"\n\n", "u.data is empty"),
+    ("non-ascii-ratings", "u.data", b"1\t1\t5\t88125094\xe9\n", "u.data line 1.*0xe9"),
+    ("empty-items", "u.item", b"", "u.item is empty"),
+    ("non-ascii-users", "u.user", b"1|24|M|t\xe9ch|85711\n", "u.user line 1"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, content, match", [pytest.param(*c[1:], id=c[0]) for c in LOADER_ERRORS]
+)
+def test_loader_errors_name_the_file_and_the_fix(tmp_path, name, content, match):
+    folder = fake_ml100k(tmp_path / "ml")
+    (folder / name).write_bytes(content)
+    with pytest.raises(movielens.MalformedFileError, match=match):
+        movielens.load(str(folder))
