@@ -10,7 +10,7 @@ from ctxfeatures._compat import ensure_keras2
 # Must run before TensorFlow Recommenders or any tf.keras module is imported.
 ensure_keras2()
 
-from ctxfeatures import baselines, evaluation, history  # noqa: E402
+from ctxfeatures import baselines, evaluation, history, training  # noqa: E402
 from ctxfeatures.catalogue import Catalogue  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     CyclicalTime,
@@ -64,6 +64,7 @@ __all__ = [
     "baselines",
     "evaluation",
     "history",
+    "training",
     "build_retrieval_model",
     "with_sampling_probability",
 ]

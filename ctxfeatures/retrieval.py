@@ -10,6 +10,7 @@ evaluation in :mod:`ctxfeatures.evaluation` and export in
 from __future__ import annotations
 
 import contextlib
+import itertools
 import numbers
 import warnings
 from collections.abc import Mapping, Sequence
@@ -101,6 +102,7 @@ class RetrievalModel(tfrs.models.Model):
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
         )
+        _isolate_collectives(tf.distribute.get_strategy())
         # Variables are created here, i.e. inside any active strategy scope.
         query_tower.build()
         candidate_tower.build()
@@ -348,6 +350,32 @@ class RetrievalModel(tfrs.models.Model):
         """
         ids, vectors = self.catalogue.embed()
         export_recommender(self.query_tower, ids, vectors, path, k=k, exclude=exclude)
+
+
+# Collective key ranges handed out to strategies, one per model (see below).
+_KEY_BASES = itertools.count(1_000_000, 1_000_000)
+
+
+def _isolate_collectives(strategy: tf.distribute.Strategy) -> None:
+    """Gives a MirroredStrategy collective keys no other strategy uses.
+
+    Every MirroredStrategy numbers its collective ops from the same start, so
+    a second strategy in one process reuses the first one's keys. Gradient
+    all-reduces keep their shapes, but the candidates gathered across
+    replicas change shape with the batch size, and TensorFlow then aborts
+    every collective op for the rest of the process. A fresh key range per
+    model avoids that (a no-op where TensorFlow's internals differ).
+    """
+    extended = strategy.extended
+    if not isinstance(strategy, tf.distribute.MirroredStrategy) or not hasattr(
+        extended, "_make_collective_ops_with_fallbacks"
+    ):
+        return
+    default = extended._cross_device_ops is extended._collective_ops
+    extended._collective_key_base = next(_KEY_BASES)
+    extended._collective_ops = extended._make_collective_ops_with_fallbacks()
+    if default:
+        extended._cross_device_ops = extended._collective_ops
 
 
 def _check_temperature(temperature: Any) -> None:

@@ -402,3 +402,30 @@ def test_batches_of_one_warn_that_nothing_is_learned(synthetic, build_model):
     model = build_model(data, catalogue)
     with pytest.warns(UserWarning, match="no in-batch negatives"):
         model.compute_loss(next(iter(data.batch(1))), training=True)
+
+
+def test_strategies_can_be_recreated_with_another_batch_size(run_python):
+    code = textwrap.dedent(
+        """
+        import json
+        import ctxfeatures as cf
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from conftest import build_retrieval, synthetic_events
+        data, catalogue = synthetic_events(n=1024)
+        losses = []
+        for batch in (256, 128, 256):
+            strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+            model = build_retrieval(data, catalogue, strategy=strategy)
+            model.compile(tf.keras.optimizers.SGD(0.05))
+            fit = model.fit(data.batch(batch), epochs=1, verbose=0)
+            losses.append(fit.history["loss"][0])
+        print(json.dumps(losses))
+        """
+    )
+    result = run_python(code, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(losses) == 3 and all(np.isfinite(losses))
