@@ -10,7 +10,13 @@ from ctxfeatures._compat import ensure_keras2
 # Must run before TensorFlow Recommenders or any tf.keras module is imported.
 ensure_keras2()
 
-from ctxfeatures import baselines, evaluation, history, training  # noqa: E402
+from ctxfeatures import (  # noqa: E402
+    baselines,
+    evaluation,
+    history,
+    saving,
+    training,
+)
 from ctxfeatures.catalogue import Catalogue  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     CyclicalTime,
@@ -64,6 +70,7 @@ __all__ = [
     "baselines",
     "evaluation",
     "history",
+    "saving",
     "training",
     "build_retrieval_model",
     "with_sampling_probability",

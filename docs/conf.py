@@ -52,6 +52,7 @@ PUBLIC_MODULES = {
     "ctxfeatures.evaluation": ctxfeatures.evaluation.__all__,
     "ctxfeatures.baselines": ctxfeatures.baselines.__all__,
     "ctxfeatures.training": ctxfeatures.training.__all__,
+    "ctxfeatures.saving": ctxfeatures.saving.__all__,
     "ctxfeatures.splits": ["random_split", "chronological_split", "leave_last_out"],
     "ctxfeatures.datasets.movielens": ["load", "load_arrays", "download"],
 }

@@ -109,8 +109,15 @@ class FeatureLayer(tf.keras.layers.Layer):
         return self._learned
 
     def _set_state(self, state: Vocabulary | ArrayState) -> None:
-        self._learned = state
-        self._apply_state(state)
+        previous, self._learned = self._learned, state
+        try:
+            self._apply_state(state)
+        except Exception:
+            # A rejected state leaves the layer as it was, never half-changed.
+            self._learned = previous
+            if previous is not None:
+                self._apply_state(previous)
+            raise
         if self._state_weight is not None:
             self._state_weight.assign(state.to_array())
 
@@ -136,7 +143,7 @@ class FeatureLayer(tf.keras.layers.Layer):
         try:
             if accumulator is None:
                 raise EmptyAdaptError("no values")
-            state = accumulator.finalize()
+            self._set_state(accumulator.finalize())
         except EmptyAdaptError:
             raise ValueError(
                 f"{self._owner()}.adapt() received no data (an empty array or "
@@ -144,7 +151,6 @@ class FeatureLayer(tf.keras.layers.Layer):
             ) from None
         except ValueError as error:
             raise ValueError(f"{self._owner()}: {error}") from None
-        self._set_state(state)
 
     def adapt(
         self,

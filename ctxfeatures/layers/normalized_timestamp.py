@@ -62,6 +62,14 @@ class NormalizedTimestamp(TimestampFeature):
         return Moments.size
 
     def _apply_state(self, state: Moments) -> None:
+        if state.variance == 0 and not self.clip:
+            # Clipped, every time maps to the one adapted time (z = 0); not
+            # clipped, other times would get z-scores of order 1e7 per second.
+            raise ValueError(
+                f"every adapted timestamp equals {state.mean:.0f}: the variance "
+                "is zero, so z-scores of other times are undefined. Adapt on "
+                "data spanning more than one time, or keep clip=True."
+            )
         self._normalization = tf.keras.layers.Normalization(
             axis=-1,
             mean=[state.mean],

@@ -70,3 +70,14 @@ def test_normalized_mean_zero_variance_one_for_any_batching(values, batch):
 
 
 # ------------------------------------------------------------ TimestampBuckets
+
+
+def test_one_distinct_time_unclipped_is_refused_and_keeps_the_previous_state():
+    layer = cf.NormalizedTimestamp(clip=False, name="time")
+    layer.adapt(np.array([0, 10, 20], np.int64))
+    before = layer(tf.constant([20], tf.int64)).numpy()
+    with pytest.raises(ValueError, match="'time': every adapted timestamp equals 5"):
+        layer.adapt(np.array([5, 5], np.int64))
+    # Nothing half-changed: the layer still holds its earlier statistics.
+    assert (layer.mean, layer.time_range) == (10.0, (0.0, 20.0))
+    np.testing.assert_array_equal(layer(tf.constant([20], tf.int64)).numpy(), before)
