@@ -35,7 +35,7 @@ class _Recommender(tf.Module):
         self.k = k
         self.exclude = exclude
 
-    def recommend(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def rank(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         query = self.query_tower(features, training=False)
         scores = tf.linalg.matmul(query, self.candidate_vectors, transpose_b=True)
         if self.exclude is not None:
@@ -81,9 +81,45 @@ def export_recommender(
         )
     _check_writable(path)
     module = _Recommender(query_tower, catalogue, vectors, int(k), exclude)
-    serve = tf.function(lambda **features: module.recommend(features))
+    serve = tf.function(lambda **features: module.rank(features))
     concrete = serve.get_concrete_function(**signature)
+    # `recommend` also takes the usual variants of the signature: int32 for
+    # int64 ids and times, and (batch, 1) for (batch,) columns.
+    module.recommend = tf.function(
+        lambda **features: module.rank(_as_signature(features, signature))
+    )
+    for variant in _variants(signature):
+        module.recommend.get_concrete_function(**variant)
     tf.saved_model.save(module, path, signatures={"serving_default": concrete})
+
+
+def _variants(signature: dict[str, tf.TensorSpec]) -> list[dict[str, tf.TensorSpec]]:
+    variants = []
+    for narrow in (False, True):
+        for column in (False, True):
+            variant = {}
+            for name, spec in signature.items():
+                dtype = tf.int32 if narrow and spec.dtype == tf.int64 else spec.dtype
+                shape = spec.shape
+                if column and shape.rank == 1:
+                    shape = tf.TensorShape([None, 1])
+                variant[name] = tf.TensorSpec(shape, dtype, name=name)
+            variants.append(variant)
+    return variants
+
+
+def _as_signature(
+    features: dict[str, tf.Tensor], signature: dict[str, tf.TensorSpec]
+) -> dict[str, tf.Tensor]:
+    converted = {}
+    for name, spec in signature.items():
+        value = features[name]
+        if value.dtype != spec.dtype:
+            value = tf.cast(value, spec.dtype)
+        if spec.shape.rank == 1 and value.shape.rank == 2:
+            value = tf.reshape(value, [-1])
+        converted[name] = value
+    return converted
 
 
 def _check_writable(path: str) -> None:

@@ -190,3 +190,26 @@ def test_integer_multi_valued_feature_is_served_without_pooling_padding(tmp_path
     np.testing.assert_allclose(
         out["scores"].numpy(), tf.math.top_k(scores, 3).values.numpy(), rtol=1e-5
     )
+
+
+def test_recommend_takes_int32_and_column_shaped_inputs(history_model, tmp_path):
+    model, _ = history_model
+    path = str(tmp_path / "recommender")
+    model.export_recommender(path, k=3, exclude="history")
+    loaded = tf.saved_model.load(path)
+    strict = loaded.signatures["serving_default"](
+        user_id=tf.constant(["u1", "u2"]),
+        history=tf.constant([["item 1", ""], ["", ""]]),
+        seconds_since_last=tf.constant([60, -1], tf.int64),
+    )
+    for user_id, seconds in [
+        (tf.constant(["u1", "u2"]), tf.constant([60, -1], tf.int32)),
+        (tf.constant([["u1"], ["u2"]]), tf.constant([[60], [-1]], tf.int64)),
+        (tf.constant([["u1"], ["u2"]]), tf.constant([[60], [-1]], tf.int32)),
+    ]:
+        out = loaded.recommend(
+            user_id=user_id,
+            history=tf.constant([["item 1", ""], ["", ""]]),
+            seconds_since_last=seconds,
+        )
+        np.testing.assert_array_equal(out["ids"].numpy(), strict["ids"].numpy())
