@@ -232,22 +232,7 @@ class RetrievalModel(tfrs.models.Model):
             return None
         self._check_keys(batch.context, [key])
         values = tf.reshape(tf.cast(batch.context[key], tf.float32), [-1])
-        if key == self.sampling_probability_key:
-            valid = (values > 0.0) & (values <= 1.0)
-            rule = "in (0, 1]: a candidate's share of the training data"
-        else:
-            valid = tf.math.is_finite(values) & (values >= 0.0)
-            rule = "finite and >= 0"
-        # One NaN or negative weight silently ruins every variable in an epoch.
-        check = tf.debugging.Assert(
-            tf.reduce_all(valid),
-            [
-                f"RetrievalModel: feature '{key}' must be {rule}; a batch holds "
-                "another value. Fix the column before training."
-            ],
-        )
-        with tf.control_dependencies([check]):
-            return tf.identity(values)
+        return checked_column(values, key, key == self.sampling_probability_key)
 
     def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
         """Refused: a RetrievalModel is not saved as one file.
@@ -376,6 +361,26 @@ def _isolate_collectives(strategy: tf.distribute.Strategy) -> None:
     extended._collective_ops = extended._make_collective_ops_with_fallbacks()
     if default:
         extended._cross_device_ops = extended._collective_ops
+
+
+def checked_column(values: tf.Tensor, key: str, probability: bool) -> tf.Tensor:
+    """``values`` after an in-graph check: weights finite and >= 0,
+    probabilities in (0, 1]. One NaN or negative weight would silently ruin
+    every variable within an epoch."""
+    if probability:
+        valid = (values > 0.0) & (values <= 1.0)
+        rule = "in (0, 1]: a candidate's share of the training data"
+    else:
+        valid = tf.math.is_finite(values) & (values >= 0.0)
+        rule = "finite and >= 0"
+    message = (
+        f"RetrievalModel: feature '{key}' must be {rule}; a batch holds another "
+        "value. Fix the column before training."
+    )
+    with tf.control_dependencies(
+        [tf.debugging.Assert(tf.reduce_all(valid), [message])]
+    ):
+        return tf.identity(values)
 
 
 def _check_temperature(temperature: Any) -> None:
