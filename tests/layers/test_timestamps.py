@@ -157,3 +157,39 @@ TIME_ERRORS = [
 def test_bad_timestamp_arguments_and_adapt(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def four_paths(layer, tmp_path):
+    """Eager, graph, tf.data (preprocess) and a reloaded SavedModel."""
+    module = tf.Module()
+    module.layer = layer
+    module.serve = tf.function(
+        lambda times: layer(times), input_signature=[tf.TensorSpec([None], tf.float64)]
+    )
+    tf.saved_model.save(module, str(tmp_path / "served"))
+    served = tf.saved_model.load(str(tmp_path / "served")).serve
+
+    def data(values):
+        return next(iter(tf.data.Dataset.from_tensors(values).map(layer.preprocess)))
+
+    return {
+        "eager": layer,
+        "graph": tf.function(lambda values: layer(values)),
+        "tf.data": data,
+        "saved": served,
+    }
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        pytest.param([-5.0], "must be >= 0", id="negative"),
+        pytest.param([math.nan], "NaN or infinity", id="nan"),
+        pytest.param([1.7e12], "the year 3000", id="milliseconds"),
+    ],
+)
+def test_every_path_applies_the_same_rule(tmp_path, values, match):
+    layer = adapted_time_layer("normalized")
+    for path, call in four_paths(layer, tmp_path).items():
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=match):
+            call(tf.constant(values, tf.float64))
