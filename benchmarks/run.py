@@ -21,9 +21,9 @@ import tensorflow_recommenders as tfrs
 import ctxfeatures as cf  # noqa: I001  (routes tf.keras to Keras 2 first)
 from benchmarks import tutorial_reference as ref
 from benchmarks.harness import run_child, run_python, timed, write_results
+from ctxfeatures._checks import checked_column
 from ctxfeatures.datasets import movielens  # noqa: E402
 from ctxfeatures.layers._inputs import check_timestamp_values
-from ctxfeatures.retrieval import checked_column
 
 
 def pipeline_options() -> tf.data.Options:

@@ -10,15 +10,19 @@ evaluation in :mod:`ctxfeatures.evaluation` and export in
 from __future__ import annotations
 
 import contextlib
-import itertools
-import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from ctxfeatures._checks import (
+    check_batch,
+    check_temperature,
+    checked_column,
+    warn_single_example,
+)
+from ctxfeatures._distribute import isolate_collectives
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
@@ -80,7 +84,7 @@ class RetrievalModel(tfrs.models.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _check_temperature(temperature)
+        check_temperature(temperature)
         if query_tower.output_dim != candidate_tower.output_dim:
             raise ValueError(
                 f"Tower '{query_tower.name}' outputs {query_tower.output_dim} "
@@ -102,7 +106,7 @@ class RetrievalModel(tfrs.models.Model):
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
         )
-        _isolate_collectives(tf.distribute.get_strategy())
+        isolate_collectives(tf.distribute.get_strategy())
         # Variables are created here, i.e. inside any active strategy scope.
         query_tower.build()
         candidate_tower.build()
@@ -174,7 +178,7 @@ class RetrievalModel(tfrs.models.Model):
         """One raw batch through both towers' ``preprocess`` (see :meth:`prepare`)."""
         if isinstance(batch, PreparedBatch):
             return batch
-        _check_batch(batch)
+        check_batch(batch)
         return PreparedBatch(
             query=self.query_tower.preprocess(batch),
             candidate=self.candidate_tower.preprocess(batch),
@@ -212,7 +216,7 @@ class RetrievalModel(tfrs.models.Model):
         batch = self.prepare_batch(features)
         query, candidate = self.embed_batch(batch, training=training)
         if training:
-            _warn_single_example(query)
+            warn_single_example(query)
         weight = self._context(batch, self.sample_weight_key)
         probability = self._context(batch, self.sampling_probability_key)
         ids = batch.context[self.candidate_id] if self.remove_accidental_hits else None
@@ -335,91 +339,6 @@ class RetrievalModel(tfrs.models.Model):
         """
         ids, vectors = self.catalogue.embed()
         export_recommender(self.query_tower, ids, vectors, path, k=k, exclude=exclude)
-
-
-# Collective key ranges handed out to strategies, one per model (see below).
-_KEY_BASES = itertools.count(1_000_000, 1_000_000)
-
-
-def _isolate_collectives(strategy: tf.distribute.Strategy) -> None:
-    """Gives a MirroredStrategy collective keys no other strategy uses.
-
-    Every MirroredStrategy numbers its collective ops from the same start, so
-    a second strategy in one process reuses the first one's keys. Gradient
-    all-reduces keep their shapes, but the candidates gathered across
-    replicas change shape with the batch size, and TensorFlow then aborts
-    every collective op for the rest of the process. A fresh key range per
-    model avoids that (a no-op where TensorFlow's internals differ).
-    """
-    extended = strategy.extended
-    if not isinstance(strategy, tf.distribute.MirroredStrategy) or not hasattr(
-        extended, "_make_collective_ops_with_fallbacks"
-    ):
-        return
-    default = extended._cross_device_ops is extended._collective_ops
-    extended._collective_key_base = next(_KEY_BASES)
-    extended._collective_ops = extended._make_collective_ops_with_fallbacks()
-    if default:
-        extended._cross_device_ops = extended._collective_ops
-
-
-def checked_column(values: tf.Tensor, key: str, probability: bool) -> tf.Tensor:
-    """``values`` after an in-graph check: weights finite and >= 0,
-    probabilities in (0, 1]. One NaN or negative weight would silently ruin
-    every variable within an epoch."""
-    if probability:
-        valid = (values > 0.0) & (values <= 1.0)
-        rule = "in (0, 1]: a candidate's share of the training data"
-    else:
-        valid = tf.math.is_finite(values) & (values >= 0.0)
-        rule = "finite and >= 0"
-    message = (
-        f"RetrievalModel: feature '{key}' must be {rule}; a batch holds another "
-        "value. Fix the column before training."
-    )
-    with tf.control_dependencies(
-        [tf.debugging.Assert(tf.reduce_all(valid), [message])]
-    ):
-        return tf.identity(values)
-
-
-def _check_temperature(temperature: Any) -> None:
-    if temperature is None:
-        return
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"`temperature` must be a number > 0 or None. Received: {temperature!r}"
-        )
-    if not temperature > 0 or temperature == float("inf"):
-        raise ValueError(
-            "`temperature` must be a finite number > 0 (scores are divided by "
-            f"it). Received: temperature={temperature!r}"
-        )
-
-
-def _check_batch(batch: Mapping[str, Any]) -> None:
-    """An error for unbatched examples (checked on static shapes, at trace)."""
-    if not isinstance(batch, Mapping):
-        raise TypeError(
-            "RetrievalModel takes batches of feature dicts; received "
-            f"{type(batch).__name__}."
-        )
-    shapes = [tf.TensorShape(getattr(v, "shape", [])) for v in batch.values()]
-    if any(shape.rank == 0 for shape in shapes):
-        raise ValueError(
-            "RetrievalModel received unbatched examples (a feature is a single "
-            "value). In-batch softmax draws its negatives from the batch: call "
-            "`data.batch(batch_size)` first."
-        )
-
-
-def _warn_single_example(query: tf.Tensor) -> None:
-    if query.shape.rank and query.shape[0] == 1:
-        warnings.warn(
-            "RetrievalModel: batches of one example have no in-batch negatives, "
-            "so training learns nothing. Use a larger batch size.",
-            stacklevel=3,
-        )
 
 
 def build_retrieval_model(
