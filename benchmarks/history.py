@@ -100,7 +100,7 @@ def training_throughput(data_dir: str | None, epochs: int) -> dict:
     prepared = model.prepare(batches).cache().with_options(study.PIPELINE)
     timer = EpochTimer()
     model.fit(prepared, epochs=epochs, verbose=0, callbacks=[timer])
-    examples = sum(int(b["probability"].shape[0]) for b in prepared)
+    examples = sum(int(b.context["probability"].shape[0]) for b in prepared)
     steady = float(np.median(timer.times[1:] or timer.times))
     return {
         "examples": examples,
