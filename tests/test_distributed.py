@@ -1,0 +1,121 @@
+"""MultiWorkerMirroredStrategy: two localhost workers train like one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+# One worker (TF_CONFIG set) or the single-process reference (no TF_CONFIG):
+# the same data, model, seed and global batches of 256.
+WORKER = """
+import json, os, sys
+import ctxfeatures as cf
+import numpy as np, tensorflow as tf
+from conftest import build_retrieval, synthetic_events
+
+config = json.loads(os.environ.get("TF_CONFIG", "null"))
+index = config["task"]["index"] if config else 0
+strategy = tf.distribute.MultiWorkerMirroredStrategy() if config else None
+tf.keras.utils.set_random_seed(7)
+data, catalogue = synthetic_events(n=2048)
+model = build_retrieval(data, catalogue, strategy=strategy)
+model.compile(tf.keras.optimizers.Adagrad(0.1))
+die_at = int(os.environ.get("DIE_AT_BATCH", "-1"))
+
+class Die(tf.keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if index == 1 and batch == die_at:
+            os._exit(3)  # a worker lost mid-epoch, without any cleanup
+
+try:
+    history = model.fit(data.batch(256), epochs=2, verbose=0, callbacks=[Die()])
+except tf.errors.OpError as error:
+    print(json.dumps({"error": type(error).__name__}))
+    sys.exit(0)
+out = {"loss": history.history["loss"]}
+if index == 0:
+    out["top_10"] = model.evaluate_top_k(data.batch(512), ks=(10,))["top_10"]
+    path = os.environ["EXPORT_DIR"]
+    model.export_recommender(path, k=3)
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    time = tf.constant([885000000], tf.int64)
+    ids = served(user_id=tf.constant(["u3"]), timestamp=time)
+    out["served"] = ids["ids"].numpy().astype(str).tolist()
+print(json.dumps(out))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(root, tmp_path, config=None, **env):
+    full = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    full.update(
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=str(root / "tests"),
+        EXPORT_DIR=str(
+            tmp_path / f"export-{config['task']['index'] if config else 's'}"
+        ),
+        **env,
+    )
+    if config is not None:
+        full["TF_CONFIG"] = json.dumps(config)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env=full,
+        cwd=str(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_workers(root, tmp_path, **env):
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+    workers = [
+        start(
+            root,
+            tmp_path,
+            {"cluster": cluster, "task": {"type": "worker", "index": i}},
+            **env,
+        )
+        for i in range(2)
+    ]
+    return [(w, *w.communicate(timeout=240)) for w in workers]
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_process(root, tmp_path):
+    single = start(root, tmp_path)
+    out, err = single.communicate(timeout=240)
+    assert single.returncode == 0, err[-3000:]
+    reference = last_json(out)
+    results = run_workers(root, tmp_path)
+    for worker, out, err in results:
+        assert worker.returncode == 0, err[-3000:]
+        losses = last_json(out)["loss"]
+        # Every worker reports the global loss of each epoch: within 0.5%.
+        assert losses == pytest.approx(reference["loss"], rel=5e-3)
+    chief = last_json(results[0][1])
+    assert chief["top_10"] == pytest.approx(reference["top_10"], abs=0.01)
+    assert len(chief["served"][0]) == 3
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_training_fails_the_other_not_hangs(root, tmp_path):
+    (survivor, out, err), (lost, _, _) = run_workers(root, tmp_path, DIE_AT_BATCH="3")
+    assert lost.returncode == 3
+    assert survivor.returncode == 0, err[-3000:]
+    assert last_json(out) == {"error": "UnavailableError"}
