@@ -119,3 +119,44 @@ def test_a_worker_lost_mid_training_fails_the_other_not_hangs(root, tmp_path):
     assert lost.returncode == 3
     assert survivor.returncode == 0, err[-3000:]
     assert last_json(out) == {"error": "UnavailableError"}
+
+
+BAD_CONFIGS = [
+    (
+        "task-index-out-of-range",
+        {
+            "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+            "task": {"type": "worker", "index": 2},
+        },
+        "ValueError: The `task_id` 2 exceeds the maximum id of worker",
+    ),
+    (
+        "task-type-not-in-cluster",
+        {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}},
+        "ValueError: `task_type` 'chief' not found in cluster_spec",
+    ),
+    (
+        "missing-port",
+        {
+            "cluster": {"worker": ["127.0.0.1", "127.0.0.1"]},
+            "task": {"type": "worker", "index": 0},
+        },
+        "Could not parse port for local server",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "config, message", [pytest.param(*c[1:], id=c[0]) for c in BAD_CONFIGS]
+)
+def test_a_bad_tf_config_fails_at_once_with_the_reason(run_python, config, message):
+    code = (
+        "import ctxfeatures, tensorflow as tf\n"
+        "try:\n"
+        "    tf.distribute.MultiWorkerMirroredStrategy()\n"
+        "except Exception as error:\n"
+        "    print(f'{type(error).__name__}: {error}')\n"
+    )
+    result = run_python(code, env={"TF_CONFIG": json.dumps(config)}, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert message in result.stdout
