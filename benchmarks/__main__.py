@@ -1,4 +1,4 @@
-"""``python -m benchmarks [run|history|profile] [options]`` (default: run)."""
+"""``python -m benchmarks COMMAND [options]``: run, history, profile, distributed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ COMMANDS = {
     "run": "benchmarks.run",
     "history": "benchmarks.history",
     "profile": "benchmarks.profile",
+    "distributed": "benchmarks.distributed",
 }
 
 
