@@ -30,23 +30,11 @@ def worker(size: int, items: int) -> None:
     """One worker's epoch (TF_CONFIG set by the parent); prints JSON."""
     import tensorflow as tf
 
-    import ctxfeatures as cf
-    from benchmarks.scale import interactions, titles
+    from benchmarks.scale import interactions, timestamp_model
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     data = interactions(size, items).unbatch().batch(BATCH)
-    catalogue = tf.data.Dataset.from_tensor_slices({"movie_title": titles(items)})
-    model = cf.build_retrieval_model(
-        {
-            "user_id": cf.IdEmbedding(32),
-            "timestamp": [cf.TimestampBuckets(32), cf.NormalizedTimestamp()],
-        },
-        {"movie_title": [cf.IdEmbedding(32), cf.TextEmbedding(32)]},
-        catalogue,
-        candidate_id="movie_title",
-        adapt_data=data.take(max(1, min(size, 200_000) // BATCH)),
-        strategy=strategy,
-    )
+    model = timestamp_model(data, size, items, BATCH, strategy)
     model.compile(tf.keras.optimizers.Adagrad(0.1))
     start = time.perf_counter()
     model.fit(data, epochs=1, verbose=0)

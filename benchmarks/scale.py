@@ -61,10 +61,16 @@ def interactions(size: int, items: int, seed: int = 0) -> tf.data.Dataset:
     return tf.data.Dataset.range(size).batch(BATCH).map(make)
 
 
-def main(size: int, items: int = 20_000) -> None:
-    data = interactions(size, items)
+def timestamp_model(
+    data: tf.data.Dataset,
+    size: int,
+    items: int,
+    batch: int,
+    strategy: tf.distribute.Strategy | None = None,
+) -> cf.RetrievalModel:
+    """The tutorial's timestamp model on ``data`` (batches of ``batch``)."""
     catalogue = tf.data.Dataset.from_tensor_slices({"movie_title": titles(items)})
-    model = cf.build_retrieval_model(
+    return cf.build_retrieval_model(
         {
             "user_id": cf.IdEmbedding(32),
             "timestamp": [cf.TimestampBuckets(32), cf.NormalizedTimestamp()],
@@ -73,8 +79,14 @@ def main(size: int, items: int = 20_000) -> None:
         catalogue,
         candidate_id="movie_title",
         # Adapt on a 200k-row prefix, so adapt time does not grow with size.
-        adapt_data=data.take(max(1, min(size, 200_000) // BATCH)),
+        adapt_data=data.take(max(1, min(size, 200_000) // batch)),
+        strategy=strategy,
     )
+
+
+def main(size: int, items: int = 20_000) -> None:
+    data = interactions(size, items)
+    model = timestamp_model(data, size, items, BATCH)
     model.compile(tf.keras.optimizers.Adagrad(0.1))
     # Streaming: lookups run in parallel in tf.data, nothing is cached.
     batches = model.prepare(data).prefetch(4)
