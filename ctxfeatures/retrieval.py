@@ -39,7 +39,10 @@ class RetrievalModel(tfrs.models.Model):
     Training uses the in-batch softmax loss only: no retrieval metric runs
     during ``fit`` (TFRS' ``FactorizedTopK`` would re-embed the whole catalogue
     on every batch). :meth:`evaluate_top_k` embeds the catalogue once and gives
-    the same top-k categorical accuracies as ``FactorizedTopK``.
+    the same top-k categorical accuracies as ``FactorizedTopK``. ``fit`` and
+    ``evaluate`` report ``loss`` as the mean of the batch losses (the sum over
+    each batch's examples), as Keras models do; TFRS alone reports the last
+    batch's.
 
     Under ``tf.distribute`` strategies with several replicas, candidate
     embeddings are gathered across replicas, so every query sees the whole
@@ -106,6 +109,13 @@ class RetrievalModel(tfrs.models.Model):
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
         )
+        # Epoch means of the batch losses, as Keras' own models report them:
+        # TFRS reports the last batch's loss, which under
+        # ParameterServerStrategy is the last step of whichever worker ran it.
+        self.loss_means = [
+            tf.keras.metrics.Mean(name)
+            for name in ("loss", "regularization_loss", "total_loss")
+        ]
         isolate_collectives(tf.distribute.get_strategy())
         # Variables are created here, i.e. inside any active strategy scope.
         query_tower.build()
@@ -210,6 +220,21 @@ class RetrievalModel(tfrs.models.Model):
         )
 
     # ----------------------------------------------------------------- training
+    def train_step(self, inputs: Any) -> dict[str, tf.Tensor]:
+        """TFRS' step; the logs are epoch means, as in ``History``."""
+        return self._mean_logs(super().train_step(inputs))
+
+    def test_step(self, inputs: Any) -> dict[str, tf.Tensor]:
+        """TFRS' step; the logs are means over the evaluated batches."""
+        return self._mean_logs(super().test_step(inputs))
+
+    def _mean_logs(self, logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for mean in self.loss_means:
+            mean.update_state(logs[mean.name])
+        # Keys equal to `self.metrics`: Keras then reads the epoch's results
+        # from the metrics (under ParameterServerStrategy, from all workers).
+        return {metric.name: metric.result() for metric in self.metrics}
+
     def compute_loss(
         self, features: Mapping[str, tf.Tensor] | PreparedBatch, training: bool = False
     ) -> tf.Tensor:

@@ -28,6 +28,21 @@ def test_fit_reports_loss_only(trained):
     assert set(history) == {"loss", "regularization_loss", "total_loss"}
 
 
+def test_fit_and_evaluate_report_the_mean_of_the_batch_losses(synthetic, build_model):
+    # TFRS alone reports the last batch's loss; Keras' convention (and the only
+    # meaningful number under parameter servers) is the mean over the epoch.
+    data, catalogue = synthetic(n=1000)
+    model = build_model(data, catalogue)
+    model.compile(tf.keras.optimizers.SGD(0.0))  # weights fixed: losses known
+    batches = model.prepare(data.batch(300))  # 300, 300, 300, 100 examples
+    losses = [float(model.compute_loss(batch)) for batch in batches]
+    assert max(losses) > 1.5 * min(losses)  # the last batch alone differs
+    fitted = model.fit(batches, epochs=2, verbose=0).history["loss"]
+    evaluated = model.evaluate(batches, verbose=0, return_dict=True)["loss"]
+    assert fitted == pytest.approx([np.mean(losses)] * 2, rel=1e-5)
+    assert evaluated == pytest.approx(np.mean(losses), rel=1e-5)
+
+
 def test_evaluate_top_k_agrees_with_factorized_top_k(trained):
     model, data, catalogue = trained
     ks = (1, 5, 10, 20)
