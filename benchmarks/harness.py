@@ -50,13 +50,13 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-def status_mib(field: str) -> float:
-    """A /proc/self/status memory field (VmRSS, VmHWM) in MiB.
+def status_mib(field: str, pid: int | str = "self") -> float:
+    """A /proc/PID/status memory field (VmRSS, VmHWM) in MiB.
 
     VmHWM, not getrusage, for peaks: Linux carries ru_maxrss over exec, so a
     child started by a large parent would report the parent's peak.
     """
-    with open("/proc/self/status") as status:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024

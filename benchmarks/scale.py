@@ -32,12 +32,20 @@ def titles(items: int) -> np.ndarray:
     )
 
 
-def interactions(size: int, items: int, seed: int = 0) -> tf.data.Dataset:
+def interactions(
+    size: int,
+    items: int,
+    seed: int = 0,
+    users: int = USERS,
+    shard: tuple[int, int] = (1, 0),
+) -> tf.data.Dataset:
     """``size`` interactions in time order; item popularity drifts with time.
 
     The favoured block of items moves through the catalogue over the 347-day
     span, and within it popularity is heavy-tailed (log-uniform offsets), so
     a model trained on the early period is stale later, as in MovieLens.
+    ``shard=(count, index)`` generates only every count-th batch (a worker's
+    share), not all of them.
     """
     names = tf.constant(titles(items))
 
@@ -51,14 +59,14 @@ def interactions(size: int, items: int, seed: int = 0) -> tf.data.Dataset:
         drift = tf.cast(position * items, tf.int64)
         offset = tf.cast(tf.exp(uniform[:, 0] * np.log(items)), tf.int64)
         item = (drift + offset) % items
-        user = tf.cast(uniform[:, 1] * USERS, tf.int64)
+        user = tf.cast(uniform[:, 1] * users, tf.int64)
         return {
             "user_id": tf.strings.as_string(user),
             "movie_title": tf.gather(names, item),
             "timestamp": times,
         }
 
-    return tf.data.Dataset.range(size).batch(BATCH).map(make)
+    return tf.data.Dataset.range(size).batch(BATCH).shard(*shard).map(make)
 
 
 def timestamp_model(
@@ -67,12 +75,17 @@ def timestamp_model(
     items: int,
     batch: int,
     strategy: tf.distribute.Strategy | None = None,
+    user_hash_bins: int | None = None,
 ) -> cf.RetrievalModel:
-    """The tutorial's timestamp model on ``data`` (batches of ``batch``)."""
+    """The tutorial's timestamp model on ``data`` (batches of ``batch``).
+
+    With ``user_hash_bins``, user ids are hashed into a table of that many
+    rows instead of looked up in an adapted vocabulary.
+    """
     catalogue = tf.data.Dataset.from_tensor_slices({"movie_title": titles(items)})
     return cf.build_retrieval_model(
         {
-            "user_id": cf.IdEmbedding(32),
+            "user_id": cf.IdEmbedding(32, num_hash_bins=user_hash_bins),
             "timestamp": [cf.TimestampBuckets(32), cf.NormalizedTimestamp()],
         },
         {"movie_title": [cf.IdEmbedding(32), cf.TextEmbedding(32)]},
