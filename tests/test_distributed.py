@@ -121,9 +121,20 @@ def test_a_worker_lost_mid_training_fails_the_other_not_hangs(root, tmp_path):
     assert last_json(out) == {"error": "UnavailableError"}
 
 
+MWMS = "tf.distribute.MultiWorkerMirroredStrategy()"
+PS = (
+    "tf.distribute.experimental.ParameterServerStrategy("
+    "tf.distribute.cluster_resolver.TFConfigClusterResolver())"
+)
+PS_CLUSTER = {
+    "chief": ["127.0.0.1:1"],
+    "worker": ["127.0.0.1:2"],
+    "ps": ["127.0.0.1:3"],
+}
 BAD_CONFIGS = [
     (
         "task-index-out-of-range",
+        MWMS,
         {
             "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
             "task": {"type": "worker", "index": 2},
@@ -132,14 +143,40 @@ BAD_CONFIGS = [
     ),
     (
         "task-type-not-in-cluster",
+        MWMS,
         {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}},
         "ValueError: `task_type` 'chief' not found in cluster_spec",
     ),
     (
         "missing-port",
+        MWMS,
         {
             "cluster": {"worker": ["127.0.0.1", "127.0.0.1"]},
             "task": {"type": "worker", "index": 0},
+        },
+        "Could not parse port for local server",
+    ),
+    (
+        "ps-task-index-out-of-range",
+        PS,
+        {"cluster": PS_CLUSTER, "task": {"type": "ps", "index": 3}},
+        "ValueError: The `task_id` 3 exceeds the maximum id of ps",
+    ),
+    (
+        "ps-no-chief-in-cluster",
+        PS,
+        {
+            "cluster": {"worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]},
+            "task": {"type": "chief", "index": 0},
+        },
+        "ValueError: `task_type` 'chief' not found in cluster_spec",
+    ),
+    (
+        "ps-missing-port",
+        PS,
+        {
+            "cluster": {**PS_CLUSTER, "chief": ["127.0.0.1"]},
+            "task": {"type": "chief", "index": 0},
         },
         "Could not parse port for local server",
     ),
@@ -147,13 +184,15 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize(
-    "config, message", [pytest.param(*c[1:], id=c[0]) for c in BAD_CONFIGS]
+    "strategy, config, message", [pytest.param(*c[1:], id=c[0]) for c in BAD_CONFIGS]
 )
-def test_a_bad_tf_config_fails_at_once_with_the_reason(run_python, config, message):
+def test_a_bad_tf_config_fails_at_once_with_the_reason(
+    run_python, strategy, config, message
+):
     code = (
         "import ctxfeatures, tensorflow as tf\n"
         "try:\n"
-        "    tf.distribute.MultiWorkerMirroredStrategy()\n"
+        f"    {strategy}\n"
         "except Exception as error:\n"
         "    print(f'{type(error).__name__}: {error}')\n"
     )
