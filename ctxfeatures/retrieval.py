@@ -229,8 +229,19 @@ class RetrievalModel(tfrs.models.Model):
         return self._mean_logs(super().test_step(inputs))
 
     def _mean_logs(self, logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        # Each replica holds its share of the global batch's loss and the
+        # whole regularization: the metrics sum over replicas, so weighting
+        # each replica 1/replicas counts one batch, its loss summed.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        loss = logs["loss"] * replicas
+        values = {
+            "loss": loss,
+            "regularization_loss": logs["regularization_loss"],
+            "total_loss": loss + logs["regularization_loss"],
+        }
         for mean in self.loss_means:
-            mean.update_state(logs[mean.name])
+            mean.update_state(values[mean.name], sample_weight=1.0 / replicas)
         # Keys equal to `self.metrics`: Keras then reads the epoch's results
         # from the metrics (under ParameterServerStrategy, from all workers).
         return {metric.name: metric.result() for metric in self.metrics}

@@ -317,17 +317,18 @@ def test_mirrored_strategy_matches_single_device(run_python):
             batches = data.batch(256)
             start = [v.numpy() for v in model.trainable_variables]
             fit_data = model.prepare(batches) if prepared else batches
-            model.fit(fit_data, epochs=1, verbose=0)
+            reported = model.fit(fit_data, epochs=1, verbose=0).history["loss"]
             loss = sum(float(model.compute_loss(b)) for b in batches)
-            return start, loss, len(model.trainable_variables)
+            return start, loss, len(model.trainable_variables), reported[0]
 
-        s1, single, n1 = train(None)
+        s1, single, n1, single_reported = train(None)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        s2, mirrored, n2 = train(strategy)
-        _, prepared, _ = train(strategy, prepared=True)
+        s2, mirrored, n2, mirrored_reported = train(strategy)
+        _, prepared, _, _ = train(strategy, prepared=True)
         same_init = all(np.array_equal(a, b) for a, b in zip(s1, s2))
         print(json.dumps({"single": single, "mirrored": mirrored,
                           "mirrored_prepared": prepared,
+                          "reported": [single_reported, mirrored_reported],
                           "replicas": strategy.num_replicas_in_sync,
                           "same_init": same_init, "vars": [n1, n2]}))
         """
@@ -341,6 +342,9 @@ def test_mirrored_strategy_matches_single_device(run_python):
     assert out["mirrored"] == pytest.approx(out["single"], rel=5e-3), out
     # Prepared batches (lookups in tf.data) train the same under the strategy.
     assert out["mirrored_prepared"] == pytest.approx(out["single"], rel=5e-3), out
+    # fit reports the global batches' mean loss, not one replica's share.
+    single_reported, mirrored_reported = out["reported"]
+    assert mirrored_reported == pytest.approx(single_reported, rel=5e-3), out
 
 
 def fitted_loss(model, data):
