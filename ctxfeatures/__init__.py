@@ -5,10 +5,13 @@ and tf-keras only. :class:`RetrievalModel` and :func:`build_retrieval_model`
 are built on TensorFlow Recommenders, imported when first used.
 """
 
-from ctxfeatures._compat import ensure_keras2
+from ctxfeatures._compat import ensure_keras2, repair_zip_seek
 
 # Must run before TensorFlow Recommenders or any tf.keras module is imported.
 ensure_keras2()
+# Without it, `.keras` archives with vocabularies fail to load on some Python
+# 3.12 releases (see `_compat`).
+repair_zip_seek()
 
 from ctxfeatures import (  # noqa: E402
     baselines,

@@ -10,8 +10,11 @@ fails early, with the fix, when it cannot.
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import os
 import sys
+import zipfile
+from typing import Any
 
 _TRUE_VALUES = ("1", "true", "True")
 _FIX = (
@@ -84,3 +87,57 @@ def _check_versions(tf_version: str) -> None:
             "they must share the minor version. Run `pip install "
             f"'tf-keras=={_minor(tf_version)}.*'`."
         )
+
+
+# ----------------------------------------------------------------- zipfile
+# CPython 3.12.0 added a fast seek for uncompressed zip members that moves the
+# archive's shared file relative to wherever another open member left it
+# (`zipfile._SharedFile.seek` with SEEK_CUR; fixed by CPython pull request
+# #127856). tf-keras reads the weights of a `.keras` archive through h5py while
+# other members are open, so on the affected releases (3.12.1 and 3.13.0 here)
+# loading an archive with a vocabulary fails with EOFError. Detected by
+# behaviour, not by version number.
+def _shared_seek_is_broken() -> bool:
+    """Whether seeking one zip member is thrown off by reading another."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:  # stored, not compressed
+        archive.writestr("a", bytes(range(256)) * 64)
+        archive.writestr("b", b"x" * 64)
+    with zipfile.ZipFile(buffer) as archive:
+        with archive.open("a") as first, archive.open("b") as second:
+            first.read(1)  # buffers the start of "a"
+            second.read()  # moves the shared file to the end of "b"
+            first.seek(8193)  # past the buffer: the fast path
+            try:
+                return first.read(1) != b"\x01"
+            except EOFError:
+                return True
+
+
+def _seek_from_own_position(self: Any, offset: int, whence: int = 0) -> int:
+    # CPython's fixed `_SharedFile.seek`: relative seeks start from this
+    # member's own position, not from where the shared file happens to be.
+    with self._lock:
+        if self._writing():
+            raise ValueError(
+                "Can't reposition in the ZIP file while there is an open "
+                "writing handle on it. Close the writing handle before trying "
+                "to read."
+            )
+        if whence == os.SEEK_CUR:
+            self._file.seek(self._pos + offset)
+        else:
+            self._file.seek(offset, whence)
+        self._pos = self._file.tell()
+        return self._pos
+
+
+def repair_zip_seek() -> bool:
+    """Applies CPython's fix of ``zipfile._SharedFile.seek`` where it is missing.
+
+    Returns whether the running Python needed it.
+    """
+    if not _shared_seek_is_broken():
+        return False
+    zipfile._SharedFile.seek = _seek_from_own_position
+    return True

@@ -49,3 +49,42 @@ def test_no_source_imports_keras_3(root):
         if pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+# CPython 3.12.1's zipfile seek, which breaks tf-keras' `.keras` loading.
+BROKEN_SEEK = """
+import os, zipfile
+
+def seek(self, offset, whence=0):
+    with self._lock:
+        self._file.seek(offset, whence)
+        self._pos = self._file.tell()
+        return self._pos
+
+zipfile._SharedFile.seek = seek
+"""
+
+
+def test_a_broken_zipfile_seek_is_repaired_on_import(run_python, tmp_path):
+    # The repair matters where zipfile seeks members fast (Python >= 3.12);
+    # this plants the broken seek so the test means the same on any Python.
+    code = BROKEN_SEEK + (
+        "import sys\n"
+        "import ctxfeatures as cf, numpy as np, tensorflow as tf\n"
+        "fast = sys.version_info >= (3, 12)\n"
+        "# Replaced where the broken seek is used, left alone elsewhere.\n"
+        "assert (zipfile._SharedFile.seek is not seek) == fast\n"
+        "layer = cf.IdEmbedding(4, name='user_id')\n"
+        "layer.adapt(np.array([f'u{i}' for i in range(300)]))\n"
+        "inputs = tf.keras.Input(shape=(), dtype=tf.string)\n"
+        "model = tf.keras.Model(inputs, layer(inputs))\n"
+        f"path = {str(tmp_path / 'm.keras')!r}\n"
+        "model.save(path)\n"
+        "loaded = cf.saving.load_model(path)\n"
+        "ids = tf.constant(['u7', 'u299', 'unseen'])\n"
+        "np.testing.assert_array_equal(loaded(ids), model(ids))\n"
+        "print('fast seek' if fast else 'no fast seek', 'ok')\n"
+    )
+    result = run_python(code, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
