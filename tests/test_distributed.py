@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 # One worker (TF_CONFIG set) or the single-process reference (no TF_CONFIG):
 # the same data, model, seed and global batches of 256.
@@ -196,6 +197,13 @@ def test_a_bad_tf_config_fails_at_once_with_the_reason(
         "except Exception as error:\n"
         "    print(f'{type(error).__name__}: {error}')\n"
     )
-    result = run_python(code, env={"TF_CONFIG": json.dumps(config)}, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert message in result.stdout
+    # TensorFlow's own error log is kept: it is the reason where TF crashes.
+    env = {"TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "1"}
+    result = run_python(code, env=env, timeout=60)
+    if result.returncode == 0:
+        assert message in result.stdout
+    else:
+        # TensorFlow 2.16 logs a missing port and then crashes (SIGSEGV)
+        # instead of raising: still at once, still naming the reason.
+        old_tf = tuple(int(p) for p in tf.__version__.split(".")[:2]) < (2, 17)
+        assert old_tf and message in result.stderr, result.stderr[-2000:]
