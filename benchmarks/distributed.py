@@ -10,9 +10,10 @@ every task its own process on this machine with its own peak RSS:
 * ``MultiWorkerMirroredStrategy`` with 1, then 2 workers (global batch 4096);
 * ``ParameterServerStrategy``: a chief, 2 workers and 2 parameter servers,
   every variable of 256 KiB or more split across the two servers, each step
-  one batch of 4096 on one worker; once with the adapted user vocabulary,
-  once with user ids hashed into the largest table of the run
-  (``--table-rows``).
+  one batch of 4096 on one worker; with the adapted user vocabulary, then
+  with user ids hashed into a large table (``--table-rows``) under Keras 2's
+  Adagrad and the legacy Adagrad, then the largest table
+  (``--largest-rows``, legacy Adagrad).
 
 Two-core machine: the tasks share the cores, so the ratios show what the
 distribution costs, not a speed-up a cluster would see.
@@ -84,8 +85,10 @@ def serve() -> None:
     ).join()
 
 
-def ps_chief(size: int, items: int, table_rows: int | None) -> None:
-    """The parameter-server coordinator's epoch; prints JSON."""
+def ps_chief(
+    size: int, items: int, table_rows: int | None, optimizer: str = "Adagrad"
+) -> None:
+    """The parameter-server coordinator's epochs; prints JSON."""
     import tensorflow as tf
 
     from benchmarks.scale import USERS, interactions, timestamp_model
@@ -105,7 +108,11 @@ def ps_chief(size: int, items: int, table_rows: int | None) -> None:
         return rows.unbatch().batch(BATCH)
 
     model = timestamp_model(data(), size, items, BATCH, strategy, table_rows)
-    model.compile(tf.keras.optimizers.Adagrad(0.1))
+    optimizers = {
+        "Adagrad": tf.keras.optimizers.Adagrad,
+        "legacy Adagrad": tf.keras.optimizers.legacy.Adagrad,
+    }
+    model.compile(optimizers[optimizer](0.1))
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         shard = (context.num_input_pipelines, context.input_pipeline_id)
@@ -173,6 +180,7 @@ def cluster_run(workers: int, size: int, items: int) -> dict:
     slowest = max(r["seconds"] for r in results)
     return {
         "strategy": "multi-worker",
+        "optimizer": "Adagrad",
         "workers": workers,
         "first_epoch_seconds": max(r["first_epoch_seconds"] for r in results),
         "seconds": slowest,
@@ -183,7 +191,9 @@ def cluster_run(workers: int, size: int, items: int) -> dict:
     }
 
 
-def ps_run(size: int, items: int, table_rows: int | None = None) -> dict:
+def ps_run(
+    size: int, items: int, table_rows: int | None = None, optimizer: str = "Adagrad"
+) -> dict:
     """Chief + 2 workers + 2 parameter servers; the epoch and each peak RSS."""
     cluster = {
         task: [f"127.0.0.1:{_free_port()}" for _ in range(count)]
@@ -196,7 +206,9 @@ def ps_run(size: int, items: int, table_rows: int | None = None) -> dict:
     }
     try:
         chief = _result(
-            _start(cluster, "chief", 0, "ps_chief", [size, items, table_rows])
+            _start(
+                cluster, "chief", 0, "ps_chief", [size, items, table_rows, optimizer]
+            )
         )
         # The servers never exit: read their peaks while they still run.
         peaks = {name: status_mib("VmHWM", s.pid) for name, s in servers.items()}
@@ -206,6 +218,7 @@ def ps_run(size: int, items: int, table_rows: int | None = None) -> dict:
             server.communicate()
     return {
         "strategy": "parameter servers",
+        "optimizer": optimizer,
         "workers": 2,
         "first_epoch_seconds": chief["first_epoch_seconds"],
         "seconds": chief["seconds"],
@@ -225,10 +238,10 @@ def markdown(size: int, runs: list[dict]) -> str:
         f"Distributed training, {size:,} interactions per epoch, batches of "
         f"{BATCH}; examples/s of the second epoch:",
         "",
-        "| strategy | workers | user table (rows, MiB) | first epoch (s) "
-        "| second epoch (s) | examples/s | ratio to 1 worker "
+        "| strategy | optimizer | workers | user table (rows, MiB) "
+        "| first epoch (s) | second epoch (s) | examples/s | ratio to 1 worker "
         "| peak RSS per process (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     base = runs[0]["examples_per_second"]
     for run in runs:
@@ -239,7 +252,8 @@ def markdown(size: int, runs: list[dict]) -> str:
         )
         peaks = ", ".join(f"{k} {v:,.0f}" for k, v in run["peak_rss_mib"].items())
         lines.append(
-            f"| {run['strategy']} | {run['workers']} | {table} | "
+            f"| {run['strategy']} | {run['optimizer']} | {run['workers']} | "
+            f"{table} | "
             f"{run['first_epoch_seconds']:.2f} | {run['seconds']:.2f} | "
             f"{run['examples_per_second']:,.0f} | "
             f"{run['examples_per_second'] / base:.2f} | {peaks} |"
@@ -256,15 +270,26 @@ def main(argv: list[str] | None = None) -> dict:
         "--table-rows",
         type=int,
         default=None,
-        help="rows of the hashed user table of the largest PS run "
+        help="rows of the hashed user table trained with both optimizers "
         "(default 2**24, 2**20 with --quick)",
+    )
+    parser.add_argument(
+        "--largest-rows",
+        type=int,
+        default=None,
+        help="rows of the largest table, trained with the legacy optimizer "
+        "(default 2**25; 0 skips it; never with --quick)",
     )
     args = parser.parse_args(argv)
     size = 50_000 if args.quick else 200_000
     table_rows = args.table_rows or (2**20 if args.quick else 2**24)
     runs = [cluster_run(workers, size, args.items) for workers in (1, 2)]
     runs.append(ps_run(size, args.items))
-    runs.append(ps_run(size, args.items, table_rows))
+    for optimizer in ("Adagrad", "legacy Adagrad"):
+        runs.append(ps_run(size, args.items, table_rows, optimizer))
+    largest = args.largest_rows if args.largest_rows is not None else 2**25
+    if not args.quick and largest:
+        runs.append(ps_run(size, args.items, largest, "legacy Adagrad"))
     results = {"size": size, "runs": runs}
     write_results(args.output, "distributed", results, markdown(size, runs))
     return results
