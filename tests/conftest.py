@@ -7,7 +7,9 @@ Test modules take what they share from here as fixtures (``synthetic``,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -77,6 +79,35 @@ else:
 """
 
 
+def child_environment(env: dict | None = None) -> dict[str, str]:
+    """The environment of a child interpreter: tests/ importable, TF quiet.
+
+    ``TF_USE_LEGACY_KERAS`` is removed, so the child shows what a user's
+    fresh interpreter does; ``env`` is added on top.
+    """
+    full = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    full.update(env or {})
+    full.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    full["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "tests"), full.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    return full
+
+
+def localhost_cluster(**tasks: int) -> dict[str, list[str]]:
+    """A cluster spec of distinct free 127.0.0.1 ports, e.g. ``worker=2``."""
+    # The probes stay bound until every port is chosen, so none repeats.
+    with contextlib.ExitStack() as stack:
+        cluster = {}
+        for task, count in tasks.items():
+            cluster[task] = []
+            for _ in range(count):
+                probe = stack.enter_context(socket.socket())
+                probe.bind(("127.0.0.1", 0))
+                cluster[task].append(f"127.0.0.1:{probe.getsockname()[1]}")
+        return cluster
+
+
 def run_python_code(
     code: str,
     env: dict | None = None,
@@ -90,12 +121,7 @@ def run_python_code(
     if unimportable:
         names = list(unimportable)
         code = _BLOCK.format(names=names, first=names[0]) + code
-    full_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    full_env.update(env or {})
-    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "tests"), full_env.get("PYTHONPATH", "")]
-    ).rstrip(os.pathsep)
+    full_env = child_environment(env)
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -117,7 +143,7 @@ def functional_model(layer: tf.keras.layers.Layer, dtype: tf.DType) -> tf.keras.
 
 
 # ----------------------------------------------------------------- fixtures
-@pytest.fixture
+@pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
 
@@ -142,6 +168,16 @@ def build_model() -> Callable[..., cf.RetrievalModel]:
 @pytest.fixture(scope="session")
 def run_python() -> Callable[..., subprocess.CompletedProcess]:
     return run_python_code
+
+
+@pytest.fixture(scope="session")
+def child_env() -> Callable[..., dict[str, str]]:
+    return child_environment
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Callable[..., dict[str, list[str]]]:
+    return localhost_cluster
 
 
 @pytest.fixture(scope="session")

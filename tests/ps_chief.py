@@ -126,7 +126,7 @@ tf.train.Checkpoint(model=restored, optimizer=restored.optimizer).restore(
     path
 ).assert_existing_objects_matched()
 probe = next(iter(batches))
-trained_vectors = np.concatenate([v.numpy() for v in model.embed_batch(probe)], 1)
+trained_vectors = [v.numpy() for v in model.embed_batch(probe)]
 print(
     json.dumps(
         {
@@ -142,10 +142,7 @@ print(
             "top_10_restored": top_10(restored),
             "restored_max_difference": max(
                 float(np.max(np.abs(a.numpy() - b)))
-                for a, b in zip(
-                    restored.embed_batch(probe),
-                    np.split(trained_vectors, 2, axis=1),
-                )
+                for a, b in zip(restored.embed_batch(probe), trained_vectors)
             ),
             "served": tf.saved_model.load(os.path.join(OUT, "recommender"))
             .signatures["serving_default"](

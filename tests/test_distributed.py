@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 
@@ -51,27 +49,14 @@ print(json.dumps(out))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start(root, tmp_path, config=None, **env):
-    full = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    full.update(
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONPATH=str(root / "tests"),
-        EXPORT_DIR=str(
-            tmp_path / f"export-{config['task']['index'] if config else 's'}"
-        ),
-        **env,
-    )
+def start(root, tmp_path, child_env, config=None, **env):
+    index = config["task"]["index"] if config else "s"
+    env["EXPORT_DIR"] = str(tmp_path / f"export-{index}")
     if config is not None:
-        full["TF_CONFIG"] = json.dumps(config)
+        env["TF_CONFIG"] = json.dumps(config)
     return subprocess.Popen(
         [sys.executable, "-c", WORKER],
-        env=full,
+        env=child_env({"TF_CPP_MIN_LOG_LEVEL": "3", **env}),
         cwd=str(root),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -79,13 +64,14 @@ def start(root, tmp_path, config=None, **env):
     )
 
 
-def run_workers(root, tmp_path, **env):
-    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+def run_workers(root, tmp_path, child_env, cluster, **env):
+    addresses = cluster(worker=2)
     workers = [
         start(
             root,
             tmp_path,
-            {"cluster": cluster, "task": {"type": "worker", "index": i}},
+            child_env,
+            {"cluster": addresses, "task": {"type": "worker", "index": i}},
             **env,
         )
         for i in range(2)
@@ -98,12 +84,12 @@ def last_json(stdout: str) -> dict:
 
 
 @pytest.mark.slow
-def test_two_workers_train_like_one_process(root, tmp_path):
-    single = start(root, tmp_path)
+def test_two_workers_train_like_one_process(root, tmp_path, child_env, cluster):
+    single = start(root, tmp_path, child_env)
     out, err = single.communicate(timeout=240)
     assert single.returncode == 0, err[-3000:]
     reference = last_json(out)
-    results = run_workers(root, tmp_path)
+    results = run_workers(root, tmp_path, child_env, cluster)
     for worker, out, err in results:
         assert worker.returncode == 0, err[-3000:]
         losses = last_json(out)["loss"]
@@ -115,8 +101,12 @@ def test_two_workers_train_like_one_process(root, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_worker_lost_mid_training_fails_the_other_not_hangs(root, tmp_path):
-    (survivor, out, err), (lost, _, _) = run_workers(root, tmp_path, DIE_AT_BATCH="3")
+def test_a_worker_lost_mid_training_fails_the_other_not_hangs(
+    root, tmp_path, child_env, cluster
+):
+    (survivor, out, err), (lost, _, _) = run_workers(
+        root, tmp_path, child_env, cluster, DIE_AT_BATCH="3"
+    )
     assert lost.returncode == 3
     assert survivor.returncode == 0, err[-3000:]
     assert last_json(out) == {"error": "UnavailableError"}

@@ -7,46 +7,25 @@ The programs are ``tests/ps_server.py`` (each worker and parameter server) and
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def environment(root, cluster: dict, task: str, index: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env.update(
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONPATH=str(root / "tests"),
-        TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": task, "index": index}}
-        ),
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
-def chief_result(tmp_path_factory):
-    root = Path(__file__).resolve().parents[1]
+def chief_result(tmp_path_factory, root, child_env, cluster):
     out = tmp_path_factory.mktemp("ps")
-    cluster = {
-        "chief": [f"127.0.0.1:{free_port()}"],
-        "worker": [f"127.0.0.1:{free_port()}" for _ in range(2)],
-        "ps": [f"127.0.0.1:{free_port()}" for _ in range(2)],
-    }
+    addresses = cluster(chief=1, worker=2, ps=2)
+
+    def environment(task: str, index: int) -> dict[str, str]:
+        config = {"cluster": addresses, "task": {"type": task, "index": index}}
+        return child_env({"TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(config)})
+
     servers = [
         subprocess.Popen(
             [sys.executable, str(root / "tests" / "ps_server.py")],
-            env=environment(root, cluster, task, index),
+            env=environment(task, index),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -56,7 +35,7 @@ def chief_result(tmp_path_factory):
     try:
         chief = subprocess.run(
             [sys.executable, str(root / "tests" / "ps_chief.py"), str(out)],
-            env=environment(root, cluster, "chief", 0),
+            env=environment("chief", 0),
             capture_output=True,
             text=True,
             timeout=300,
