@@ -112,7 +112,7 @@ class RetrievalModel(tfrs.models.Model):
         # Epoch means of the batch losses, as Keras' own models report them:
         # TFRS reports the last batch's loss, which under
         # ParameterServerStrategy is the last step of whichever worker ran it.
-        self.loss_means = [
+        self._loss_means = [
             tf.keras.metrics.Mean(name)
             for name in ("loss", "regularization_loss", "total_loss")
         ]
@@ -240,7 +240,7 @@ class RetrievalModel(tfrs.models.Model):
             "regularization_loss": logs["regularization_loss"],
             "total_loss": loss + logs["regularization_loss"],
         }
-        for mean in self.loss_means:
+        for mean in self._loss_means:
             mean.update_state(values[mean.name], sample_weight=1.0 / replicas)
         # Keys equal to `self.metrics`: Keras then reads the epoch's results
         # from the metrics (under ParameterServerStrategy, from all workers).
