@@ -17,11 +17,13 @@ from ctxfeatures import (  # noqa: E402
     baselines,
     evaluation,
     history,
+    negatives,
     saving,
     training,
 )
 from ctxfeatures.catalogue import Catalogue  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
+    AttentionHistory,
     CyclicalTime,
     DurationBuckets,
     FeatureLayer,
@@ -53,6 +55,7 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionHistory",
     "Catalogue",
     "CyclicalTime",
     "DurationBuckets",
@@ -73,6 +76,7 @@ __all__ = [
     "baselines",
     "evaluation",
     "history",
+    "negatives",
     "saving",
     "training",
     "build_retrieval_model",

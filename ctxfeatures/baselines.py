@@ -312,6 +312,13 @@ class EASE(_Baseline):
         pairs, _ = tf.unique(
             tf.boolean_mask(history.value_rowids() * size + index, index >= 0)
         )
-        rows = tf.gather(self._weights, pairs % size)
-        scores = tf.math.unsorted_segment_sum(rows, pairs // size, history.nrows())
+        # A sparse multi-hot (batch x catalogue) times the weights: memory
+        # is batch x catalogue, whatever the histories' lengths.
+        pairs = tf.sort(pairs)
+        multi_hot = tf.sparse.SparseTensor(
+            tf.stack([pairs // size, pairs % size], axis=1),
+            tf.ones_like(pairs, tf.float32),
+            tf.stack([history.nrows(), size]),
+        )
+        scores = tf.sparse.sparse_dense_matmul(multi_hot, self._weights)
         return scores + self._popularity[None, :]

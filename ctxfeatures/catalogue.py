@@ -43,6 +43,8 @@ class Catalogue:
         self.candidate_id = candidate_id
         self.dataset = self._check(candidates)
         self._batches: dict[int, list[dict[str, tf.Tensor]]] = {}
+        self._index: CatalogueIndex | None = None
+        self._prepared: tuple[tf.Tensor, dict[str, Any]] | None = None
         # One compiled function for the catalogue's life: never retraced.
         self._embed = tf.function(
             tf.autograph.experimental.do_not_convert(tower.__call__),
@@ -94,6 +96,32 @@ class Catalogue:
                 ]
             }
         return self._batches[batch_size]
+
+    @property
+    def index(self) -> CatalogueIndex:
+        """The :class:`CatalogueIndex` of the catalogue's ids, built once."""
+        if self._index is None:
+            with tf.init_scope():
+                ids = [batch[self.candidate_id] for batch in self.batches()]
+                self._index = CatalogueIndex(tf.concat(ids, axis=0))
+        return self._index
+
+    def prepared(self) -> tuple[tf.Tensor, dict[str, Any]]:
+        """``(distinct-id index per entry, the tower's preprocess output)`` of
+        the whole catalogue as one batch, computed once, for losses that
+        embed the catalogue at every training step. Adapt the tower first."""
+        if self._prepared is None:
+            with tf.init_scope():
+                batches = self.batches()
+                features = {
+                    key: tf.concat([batch[key] for batch in batches], axis=0)
+                    for key in batches[0]
+                }
+                self._prepared = (
+                    self.index.position,
+                    self.tower.preprocess(features),
+                )
+        return self._prepared
 
     def embed(self, batch_size: int = _BATCH) -> tuple[tf.Tensor, tf.Tensor]:
         """``(ids, vectors)`` of the whole catalogue, embedded now."""

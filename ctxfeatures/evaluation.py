@@ -68,12 +68,12 @@ class _Ranker:
         """Per-metric sums over one batch: hits and NDCG per k, RR, count."""
         catalogue = self.catalogue
         scores, positive = self.scores(batch, extra)
-        miss = tf.zeros(tf.shape(scores)[:1], tf.bool)
-        if positive_id is not None:
-            distinct = catalogue.lookup(positive_id)
+        distinct = catalogue.lookup(positive_id)
+        # One rule for models and scorers: a true item outside the catalogue
+        # cannot be recommended, so it is a miss (a model could otherwise
+        # score it through its candidate tower and count a hit).
+        miss = distinct < 0
         if positive is None:
-            # Scorers rank the catalogue only: an unknown true item is a miss.
-            miss = distinct < 0
             where = tf.gather(catalogue.first, tf.maximum(distinct, 0))
             positive = tf.gather(scores, where, batch_dims=1)
         better = scores > positive[:, None]
@@ -223,12 +223,16 @@ def evaluate_top_k(
     item is among them counts as a miss (a deployed recommender could not
     return it). Ids outside the catalogue and padding are ignored.
 
+    A query whose true item is not in the catalogue is a miss, for a model
+    and a scorer alike: neither could recommend it.
+
     Args:
         model_or_scorer: A :class:`~ctxfeatures.RetrievalModel`, or a
             :class:`Scorer` such as a fitted baseline.
         data: A dataset of feature dicts (batched or not) with the features
-            the recommender reads, its true item and the ``exclude`` feature;
-            for a model also the output of its ``prepare()`` (no ``exclude``).
+            the recommender reads, its true item's id and the ``exclude``
+            feature; for a model also the output of its ``prepare()`` (no
+            ``exclude``; the id column must have been in the prepared data).
         ks: The cut-offs; by default those of 1, 5, 10, 50 and 100 that do
             not exceed the catalogue size.
         exclude: Optional feature of items to remove from each ranking.
@@ -266,9 +270,15 @@ def evaluate_top_k(
             "evaluate_top_k(): prepared batches drop the `exclude` feature; pass "
             "the raw batches instead (they are prepared on the fly)."
         )
-    # The true item's id: scorers rank by it, exclusion checks it.
-    needs_id = isinstance(ranker, _ScorerRanker) or exclude is not None
-    keys = [ranker.key] if needs_id else []
+    # The true item's id: scorers rank by it; for every recommender it
+    # decides the unknown-item rule and the exclusion of seen items.
+    if prepared and ranker.key not in spec.context:
+        raise ValueError(
+            f"evaluate_top_k(): the prepared batches lack the true item's id "
+            f"'{ranker.key}'. Prepare data that holds that column, or pass the "
+            "raw batches."
+        )
+    keys = [] if prepared else [ranker.key]
     if not prepared:
         keys += ranker.feature_names
     if exclude is not None:
@@ -287,7 +297,8 @@ def evaluate_top_k(
     cutoffs = tf.constant(ks, tf.int32)
     totals = np.zeros(2 * len(ks) + 2, np.float64)
     for batch in data:
-        positive_id = tf.reshape(batch[ranker.key], [-1]) if needs_id else None
+        ids = batch.context[ranker.key] if prepared else batch[ranker.key]
+        positive_id = tf.reshape(ids, [-1])
         excluded = batch[exclude] if exclude is not None else None
         totals += ranker.step(batch, extra, excluded, positive_id, cutoffs).numpy()
     count = totals[-1]

@@ -27,6 +27,7 @@ from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
 from ctxfeatures.losses import InBatchSoftmax
+from ctxfeatures.negatives import Negatives, get_negatives
 from ctxfeatures.serving import export_recommender
 from ctxfeatures.tower import FeatureSpec, PreparedBatch, Tower, adapt_towers
 
@@ -61,6 +62,10 @@ class RetrievalModel(tfrs.models.Model):
         sample_weight: Optional key of a per-example weight in the features.
         candidate_sampling_probability: Optional key of each candidate's
             sampling probability, for TFRS' logQ popularity correction.
+        negatives: Where each query's negatives come from: ``"in-batch"``
+            (default), ``"catalogue"`` (a full softmax) or a
+            :class:`~ctxfeatures.negatives.Negatives` such as
+            ``MixedNegatives(1024)``; see :mod:`ctxfeatures.negatives`.
 
     Duplicate candidates: the catalogue is used as given. A candidate listed
     twice takes two places in the ranking (and twice in exported top-k
@@ -84,6 +89,7 @@ class RetrievalModel(tfrs.models.Model):
         remove_accidental_hits: bool = False,
         sample_weight: str | None = None,
         candidate_sampling_probability: str | None = None,
+        negatives: str | Negatives = "in-batch",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -103,6 +109,8 @@ class RetrievalModel(tfrs.models.Model):
         self.sample_weight_key = sample_weight
         self.sampling_probability_key = candidate_sampling_probability
         self.catalogue = Catalogue(candidates, candidate_id, candidate_tower)
+        self.negatives = get_negatives(negatives)
+        self.negatives.check(self)
         self.task = tfrs.tasks.Retrieval(
             loss=InBatchSoftmax(),
             metrics=None,
@@ -133,9 +141,11 @@ class RetrievalModel(tfrs.models.Model):
         return self.catalogue.embed(batch_size)
 
     # ----------------------------------------------------------------- input
-    def _context_keys(self) -> list[str]:
+    def _context_keys(self, required: bool = True) -> list[str]:
+        """Raw columns kept in prepared batches: those the loss reads, and
+        (when not ``required``) the candidate id, which evaluation reads."""
         keys = [self.sample_weight_key, self.sampling_probability_key]
-        if self.remove_accidental_hits:
+        if self.remove_accidental_hits or self.negatives.needs_ids or not required:
             keys.append(self.candidate_id)
         return [key for key in keys if key is not None]
 
@@ -192,7 +202,11 @@ class RetrievalModel(tfrs.models.Model):
         return PreparedBatch(
             query=self.query_tower.preprocess(batch),
             candidate=self.candidate_tower.preprocess(batch),
-            context={key: batch[key] for key in self._context_keys() if key in batch},
+            context={
+                key: batch[key]
+                for key in self._context_keys(required=False)
+                if key in batch
+            },
         )
 
     @staticmethod
@@ -255,16 +269,10 @@ class RetrievalModel(tfrs.models.Model):
             warn_single_example(query)
         weight = self._context(batch, self.sample_weight_key)
         probability = self._context(batch, self.sampling_probability_key)
-        ids = batch.context[self.candidate_id] if self.remove_accidental_hits else None
-        candidate, probability, ids = self._gather_replicas(candidate, probability, ids)
-        return self.task(
-            query,
-            candidate,
-            sample_weight=weight,
-            candidate_sampling_probability=probability,
-            candidate_ids=ids,
-            compute_metrics=False,
-            compute_batch_metrics=False,
+        keep_ids = self.remove_accidental_hits or self.negatives.needs_ids
+        ids = batch.context[self.candidate_id] if keep_ids else None
+        return self.negatives.loss(
+            self, query, candidate, ids=ids, weight=weight, probability=probability
         )
 
     def _context(self, batch: PreparedBatch, key: str | None) -> Any:
@@ -292,24 +300,6 @@ class RetrievalModel(tfrs.models.Model):
             "`model.candidate_tower.save('candidate.keras')` for the towers, or "
             "`model.export_recommender(path)` to serve."
         )
-
-    @staticmethod
-    def _gather_replicas(candidate: tf.Tensor, *extra: Any) -> tuple[Any, ...]:
-        """Gives each replica the global batch as negatives, its own rows first.
-
-        TFRS treats row i of the candidates as the positive of query i, so the
-        gathered rows are rotated to put this replica's slice at the top.
-        """
-        context = tf.distribute.get_replica_context()
-        if context is None or context.num_replicas_in_sync == 1:
-            return (candidate, *extra)
-        size = tf.shape(candidate)[:1]
-        sizes = context.all_gather(size, axis=0)
-        offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
-        rotate = lambda x: tf.roll(  # noqa: E731
-            context.all_gather(x, axis=0), shift=-offset, axis=0
-        )
-        return (rotate(candidate), *(None if x is None else rotate(x) for x in extra))
 
     # ----------------------------------------------------------------- evaluation
     def evaluate_top_k(

@@ -23,6 +23,7 @@ import ctxfeatures as cf  # noqa: F401  (must precede TensorFlow use)
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
+ML_LATEST_SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small"
 
 
 # ----------------------------------------------------------------- builders
@@ -153,6 +154,16 @@ def ml100k() -> Path:
     if not (ML100K / "u.data").exists():
         pytest.skip(f"MovieLens 100K not found at {ML100K} (../shared is absent)")
     return ML100K
+
+
+@pytest.fixture
+def ml_latest_small() -> Path:
+    if not (ML_LATEST_SMALL / "ratings.csv").exists():
+        pytest.skip(
+            f"MovieLens latest-small not found at {ML_LATEST_SMALL} "
+            "(../shared is absent)"
+        )
+    return ML_LATEST_SMALL
 
 
 @pytest.fixture(scope="session")

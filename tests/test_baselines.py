@@ -150,3 +150,30 @@ def test_movielens_numbers_match_the_reference_run(ml100k, split):
         top100, top10 = EXPECTED[split][name]
         assert got["top_100"] == pytest.approx(top100, abs=0.005), (name, got)
         assert got["top_10"] == pytest.approx(top10, abs=0.005), (name, got)
+
+
+def test_ease_scores_a_batch_of_long_histories_in_batch_x_catalogue_memory():
+    rng = np.random.default_rng(0)
+    items = np.arange(2000)
+    events = {
+        "user_id": rng.integers(0, 300, 40_000).astype(str),
+        "item": rng.choice(items, 40_000),
+    }
+    ease = baselines.EASE(l2=10.0).fit(events, item="item")
+    # 1,024 requests with 3,000-long histories: 3.07M (request, item) pairs.
+    # Gathering one weight row per pair would need 3.07M x 2,000 floats
+    # (24 GB); the sparse product needs the (1,024 x 2,000) result only.
+    history = rng.choice(items, (1024, 3000))
+    history[:, :100] = -1  # padding
+    scores = ease.score({"history": tf.constant(history)}).numpy()
+    assert scores.shape == (1024, 2000)
+    # Steck's closed form in numpy; the popularity tie-break is below 1e-6.
+    ids = ease.candidate_ids.numpy().tolist()
+    x = np.zeros((300, len(ids)))
+    x[events["user_id"].astype(int), np.searchsorted(ids, events["item"])] = 1
+    p = np.linalg.inv(x.T @ x + 10.0 * np.eye(len(ids)))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0)
+    for row in (0, 511, 1023):
+        distinct = np.unique(np.searchsorted(ids, history[row][history[row] >= 0]))
+        np.testing.assert_allclose(scores[row], b[distinct].sum(axis=0), atol=1e-4)

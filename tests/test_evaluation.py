@@ -158,3 +158,34 @@ def test_evaluating_keeps_no_recommender_alive():
     del scorer
     gc.collect()
     assert alive() is None
+
+
+def test_a_true_item_outside_the_catalogue_is_a_miss_for_a_model_too(
+    synthetic, build_model
+):
+    data, _ = synthetic(n=400, items=40)
+    # The model knows only the first 20 items; its candidate tower can still
+    # embed the others (text, OOV row), so without the rule they could hit.
+    known = tf.data.Dataset.from_tensor_slices(
+        {"item": [f"item {i} kind{i % 5}" for i in range(20)]}
+    )
+    model = build_model(data, known)
+    outside = data.filter(
+        lambda x: tf.strings.to_number(tf.strings.split(x["item"])[1]) >= 20
+    )
+    assert model.evaluate_top_k(outside.batch(64), ks=[20])["top_20"] == 0.0
+    inside = data.filter(
+        lambda x: tf.strings.to_number(tf.strings.split(x["item"])[1]) < 20
+    )
+    assert model.evaluate_top_k(inside.batch(64), ks=[20])["top_20"] == 1.0
+    # Prepared batches follow the same rule (they keep the id column).
+    prepared = model.prepare(outside.batch(64))
+    assert model.evaluate_top_k(prepared, ks=[20])["top_20"] == 0.0
+
+
+def test_prepared_batches_without_the_id_column_are_refused(synthetic, build_model):
+    data, catalogue = synthetic(n=100)
+    model = build_model(data, catalogue)
+    stripped = model.prepare(data.batch(16)).map(lambda b: b._replace(context={}))
+    with pytest.raises(ValueError, match="lack the true item's id 'item'"):
+        model.evaluate_top_k(stripped, ks=[1])

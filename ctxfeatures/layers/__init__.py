@@ -2,6 +2,7 @@
 
 from ctxfeatures.layers import state
 from ctxfeatures.layers._base import FeatureLayer, OneStageFeatureLayer
+from ctxfeatures.layers.attention_history import AttentionHistory
 from ctxfeatures.layers.cyclical_time import CyclicalTime
 from ctxfeatures.layers.duration_buckets import DurationBuckets
 from ctxfeatures.layers.history_embedding import HistoryEmbedding
@@ -12,6 +13,7 @@ from ctxfeatures.layers.text_embedding import TextEmbedding
 from ctxfeatures.layers.timestamp_buckets import TimestampBuckets
 
 __all__ = [
+    "AttentionHistory",
     "CyclicalTime",
     "DurationBuckets",
     "FeatureLayer",

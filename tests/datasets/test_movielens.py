@@ -146,3 +146,92 @@ def test_loader_errors_name_the_file_and_the_fix(tmp_path, name, content, match)
     (folder / name).write_bytes(content)
     with pytest.raises(movielens.MalformedFileError, match=match):
         movielens.load(str(folder))
+
+
+def test_latest_small_on_the_real_files(ml_latest_small):
+    ratings, movies = movielens.load(str(ml_latest_small))
+    assert int(ratings.cardinality()) == 100_836
+    assert int(movies.cardinality()) == 9_742
+    columns, catalogue = movielens.load_arrays(str(ml_latest_small))
+    assert len(np.unique(columns["user_id"])) == 610
+    # Same column names as MovieLens 100K, without the user demographics.
+    assert sorted(columns) == [
+        "genres", "movie_id", "movie_title", "rating", "timestamp", "user_id"
+    ]  # fmt: skip
+    first = next(iter(ratings))
+    assert first["user_id"].numpy() == b"1" and first["movie_id"].numpy() == b"1"
+    assert first["movie_title"].numpy().decode() == "Toy Story (1995)"
+    assert first["genres"].numpy() == b"Adventure|Animation|Children|Comedy|Fantasy"
+    assert first["timestamp"].numpy() == 964982703 and first["rating"] == 4.0
+    # Quoted titles with commas, UTF-8 titles, "(no genres listed)" -> "".
+    titles = set(catalogue["movie_title"].tolist())
+    assert "American President, The (1995)" in titles
+    assert any("é" in t for t in titles)
+    assert (catalogue["genres"] == "").sum() == 34
+    with pytest.raises(FileNotFoundError, match="the ml-100k folder"):
+        movielens.load(str(ml_latest_small), dataset="ml-100k")
+
+
+def fake_latest_small(folder, ratings="1,10,4.5,964982703\n"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "movies.csv").write_bytes(
+        b'movieId,title,genres\r\n10,"Mis\xc3\xa9rables, Les (1995)",'
+        b"(no genres listed)\r\n11,Heat (1995),Action|Crime\r\n"
+    )
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + ratings)
+    return folder
+
+
+def test_latest_small_format_is_recognised_by_its_files(tmp_path):
+    ratings, movies = movielens.load(str(fake_latest_small(tmp_path / "small")))
+    row = next(iter(ratings))
+    assert row["movie_title"].numpy().decode() == "Misérables, Les (1995)"
+    assert row["genres"].numpy() == b"" and row["rating"].numpy() == 4.5
+    assert int(movies.cardinality()) == 2
+
+
+LATEST_SMALL_ERRORS = [
+    ("unknown-movie", "1,99,4.0,964982703\n", "line 2: movie '99'"),
+    ("bad-rating", "1,10,good,964982703\n", "line 2: rating 'good'"),
+    ("bad-time", "1,10,4.0,soon\n", "ratings.csv line 2: timestamp 'soon'"),
+    ("short-line", "1,10,4.0\n", "ratings.csv line 2: expected 4"),
+]
+
+
+@pytest.mark.parametrize(
+    "ratings, match", [pytest.param(*c[1:], id=c[0]) for c in LATEST_SMALL_ERRORS]
+)
+def test_latest_small_errors_name_the_file_and_line(tmp_path, ratings, match):
+    folder = fake_latest_small(tmp_path / "small", ratings)
+    with pytest.raises(movielens.MalformedFileError, match=match):
+        movielens.load(str(folder))
+
+
+def test_unknown_dataset_name_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="must be one of"):
+        movielens.load(str(tmp_path), dataset="ml-1m")
+
+
+def test_latest_small_download_verifies_the_files(tmp_path, ml_latest_small):
+    def archive(name, tamper):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as bundle:
+            for file in ("ratings.csv", "movies.csv"):
+                data = (ml_latest_small / file).read_bytes()
+                if tamper and file == "ratings.csv":
+                    data = data.replace(b"964982703", b"964982704", 1)
+                bundle.writestr(f"ml-latest-small/{file}", data)
+        return path
+
+    cache = tmp_path / "cache"
+    bad = archive("bad.zip", tamper=True)
+    with pytest.raises(ValueError, match="ratings.csv has SHA-256"):
+        movielens.download(str(cache), origin=bad.as_uri(), dataset="ml-latest-small")
+    assert not (cache / "datasets" / "ml-latest-small").exists()
+    (cache / "datasets" / "ml-latest-small.zip").unlink()  # get_file's copy
+    good = archive("good.zip", tamper=False)
+    folder = movielens.download(
+        str(cache), origin=good.as_uri(), dataset="ml-latest-small"
+    )
+    columns, _ = movielens.load_arrays(folder)
+    assert columns["timestamp"].size == 100_836
