@@ -15,12 +15,14 @@ repair_zip_seek()
 
 from ctxfeatures import (  # noqa: E402
     baselines,
+    callbacks,
     evaluation,
     history,
     negatives,
     saving,
     training,
 )
+from ctxfeatures.callbacks import TopKValidation  # noqa: E402
 from ctxfeatures.catalogue import Catalogue  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     AttentionHistory,
@@ -70,10 +72,12 @@ __all__ = [
     "RetrievalModel",
     "TextEmbedding",
     "TimestampBuckets",
+    "TopKValidation",
     "Tower",
     "__version__",
     "adapt_towers",
     "baselines",
+    "callbacks",
     "evaluation",
     "history",
     "negatives",

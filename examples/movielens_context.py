@@ -1,6 +1,8 @@
-"""The TFRS "Using context features" study on MovieLens 100K, and beyond.
+"""The TFRS "Using context features" study on MovieLens, and beyond.
 
-Two protocols, each on a random and a chronological 80/20 split:
+Three setups: MovieLens 100K on a random and a chronological 80/20 split,
+and MovieLens latest-small (1996-2018) on a chronological 90/10 split. Two
+protocols:
 
 * tutorial: the TFRS tutorial's own (a test event's query is its user id and
   timestamp; nothing is excluded). Reproduces its 0.21 / 0.25 test top-100.
@@ -10,9 +12,11 @@ Two protocols, each on a random and a chronological 80/20 split:
 
 Every model is reported beside most-popular, recently-popular and EASE,
 measured by the same ``ctxfeatures.evaluation.evaluate_top_k`` on the same
-test events. Run ``python examples/movielens_context.py --help`` for the
-options; results go to ``--output`` as results.json, results.md and (with
-matplotlib) results.png.
+test events. The "chosen" model's recipe is picked per setup by an Optuna
+search on a validation slice (the last 10% in time of the training events),
+never by the test set. Run ``python examples/movielens_context.py --help``
+for the options; results go to ``--output`` as results.json, results.md,
+results.rst and (with matplotlib) results.png.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import dataclasses
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -33,18 +38,39 @@ import ctxfeatures as cf  # sets up Keras 2 before TensorFlow is used
 from ctxfeatures import baselines, evaluation, splits
 from ctxfeatures.datasets import movielens
 from ctxfeatures.history import add_history
+from ctxfeatures.negatives import MixedNegatives
 
 DIM = 32
-ITEM = "movie_title"
+# Items are integer movie ids: histories are int64, not padded titles.
+ITEM = "movie_id"
 KS = (10, 100)
-# Test requests carry every earlier item of their user (ml-100k's most
-# active user has 737), for the exclusion and EASE; training examples carry
-# the last TRAIN_HISTORY, more than any model below looks at.
-TEST_HISTORY = 1000
+# Training examples carry the last TRAIN_HISTORY items, more than any model
+# below looks at; test requests carry every earlier item of their user.
 TRAIN_HISTORY = 50
 RECENT_DAYS = 30
-SPLITS = ("random", "chronological")
 PROTOCOLS = ("tutorial", "next-event")
+DATASETS = tuple(movielens.DATASETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """One data set and split."""
+
+    dataset: str
+    split: str
+    train_fraction: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}, {self.split} {self.train_fraction:.0%}"
+
+
+SETUPS = (
+    Setup("ml-100k", "random", 0.8),
+    Setup("ml-100k", "chronological", 0.8),
+    Setup("ml-latest-small", "chronological", 0.9),
+)
+SPLITS = ("random", "chronological")
 
 
 # ----------------------------------------------------------------- models
@@ -57,12 +83,15 @@ class Recipe:
     epochs: int
     batch_size: int
     logq: bool  # TFRS' logQ popularity correction of the in-batch softmax
+    negatives: str = "in-batch"  # or "catalogue", "mixed"
 
 
 TUTORIAL = Recipe("adagrad", 0.1, epochs=3, batch_size=2048, logq=False)
 LONG = Recipe("adam", 3e-3, epochs=10, batch_size=1024, logq=True)
 
 Features = dict[str, object]
+# A feature builder: the shared item id layer and the data set's columns.
+Builder = Callable[[cf.IdEmbedding, frozenset], Features]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,28 +100,32 @@ class Model:
 
     name: str
     description: str
-    query: Callable[[cf.IdEmbedding], Features]
-    candidate: Callable[[cf.IdEmbedding], Features]
+    query: Builder
+    candidate: Builder
     recipe: Recipe
     protocols: tuple[str, ...]
+    dim: int = DIM
+    datasets: tuple[str, ...] = DATASETS
 
 
-def title_features(title: cf.IdEmbedding) -> Features:
-    return {ITEM: [title, cf.TextEmbedding(DIM)]}
+def title_features(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {ITEM: title, "movie_title": cf.TextEmbedding(title.embedding_dim)}
 
 
-def title_and_genres(title: cf.IdEmbedding) -> Features:
-    return {**title_features(title), "genres": cf.MultiIdEmbedding(16)}
+def title_and_genres(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {**title_features(title, columns), "genres": cf.MultiIdEmbedding(16)}
 
 
-def user_only(title: cf.IdEmbedding) -> Features:
-    return {"user_id": cf.IdEmbedding(DIM)}
+def user_only(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {"user_id": cf.IdEmbedding(title.embedding_dim)}
 
 
-def tutorial_time(title: cf.IdEmbedding, extrapolate: bool = False) -> Features:
+def tutorial_time(
+    title: cf.IdEmbedding, columns: frozenset, extrapolate: bool = False
+) -> Features:
     out_of_range = "clip" if extrapolate else "zero"
     return {
-        **user_only(title),
+        **user_only(title, columns),
         "timestamp": [
             cf.TimestampBuckets(DIM, num_buckets=1000, out_of_range=out_of_range),
             cf.NormalizedTimestamp(clip=not extrapolate),
@@ -110,35 +143,41 @@ def robust_time() -> cf.TimestampBuckets:
     return cf.TimestampBuckets(8, boundaries="quantile", num_buckets=100, dropout=0.8)
 
 
-def tutorial_robust_time(title: cf.IdEmbedding) -> Features:
-    return {**user_only(title), "timestamp": robust_time()}
+def tutorial_robust_time(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {**user_only(title, columns), "timestamp": robust_time()}
 
 
-def with_history(title: cf.IdEmbedding) -> Features:
-    # The title table is shared: history items and candidates live in one space.
+def with_history(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    # The item table is shared: history items and candidates live in one space.
     recent = cf.HistoryEmbedding(item_embedding=title, window=20, recency_decay=0.8)
-    return {**user_only(title), "history": recent}
+    return {**user_only(title, columns), "history": recent}
 
 
-def with_relative_time(title: cf.IdEmbedding) -> Features:
-    return {**with_history(title), "seconds_since_last": cf.DurationBuckets(8)}
+def with_relative_time(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {**with_history(title, columns), "seconds_since_last": cf.DurationBuckets(8)}
 
 
-def best(title: cf.IdEmbedding) -> Features:
-    return {
-        **with_relative_time(title),
-        "age": cf.IdEmbedding(8, id_dtype="int64"),
-        "gender": cf.IdEmbedding(4),
-        "occupation": cf.IdEmbedding(8),
+def demographics(columns: frozenset) -> Features:
+    """Age, gender and occupation, where the data set has them (ml-100k)."""
+    layers = {
+        "age": lambda: cf.IdEmbedding(8, id_dtype="int64"),
+        "gender": lambda: cf.IdEmbedding(4),
+        "occupation": lambda: cf.IdEmbedding(8),
     }
+    return {name: make() for name, make in layers.items() if name in columns}
 
 
-def best_with_absolute_time(title: cf.IdEmbedding) -> Features:
-    return {**best(title), "timestamp": robust_time()}
+def best(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {**with_relative_time(title, columns), **demographics(columns)}
+
+
+def best_with_absolute_time(title: cf.IdEmbedding, columns: frozenset) -> Features:
+    return {**best(title, columns), "timestamp": robust_time()}
 
 
 BOTH = PROTOCOLS
 NEXT = ("next-event",)
+ML100K = ("ml-100k",)
 MODELS = {
     m.name: m
     for m in (
@@ -149,6 +188,7 @@ MODELS = {
             title_features,
             TUTORIAL,
             BOTH,
+            datasets=ML100K,
         ),
         Model(
             "tutorial+time",
@@ -157,14 +197,16 @@ MODELS = {
             title_features,
             TUTORIAL,
             BOTH,
+            datasets=ML100K,
         ),
         Model(
             "tutorial+time, extrapolating",
             "as above, but times past the training range extrapolated",
-            lambda t: tutorial_time(t, extrapolate=True),
+            lambda t, c: tutorial_time(t, c, extrapolate=True),
             title_features,
             TUTORIAL,
             BOTH,
+            datasets=ML100K,
         ),
         Model(
             "tutorial+robust time",
@@ -173,10 +215,11 @@ MODELS = {
             title_features,
             TUTORIAL,
             BOTH,
+            datasets=ML100K,
         ),
         Model(
             "+history",
-            "user id + last 20 items (shared title table), logQ",
+            "user id + last 20 items (shared item table), logQ",
             with_history,
             title_features,
             LONG,
@@ -189,10 +232,11 @@ MODELS = {
             title_features,
             LONG,
             NEXT,
+            datasets=ML100K,
         ),
         Model(
             "best",
-            "+ age, gender, occupation → + genres",
+            "+ age, gender, occupation (where known) → + genres",
             best,
             title_and_genres,
             LONG,
@@ -205,9 +249,11 @@ MODELS = {
             title_and_genres,
             LONG,
             NEXT,
+            datasets=ML100K,
         ),
     )
 }
+CHOSEN = "chosen by validation"
 BASELINES: dict[str, Callable[[], object]] = {
     "most popular": baselines.MostPopular,
     f"recently popular ({RECENT_DAYS} days)": lambda: baselines.MostPopular(
@@ -220,17 +266,163 @@ PIPELINE = tf.data.Options()
 PIPELINE.autotune.enabled = False
 
 
+# ----------------------------------------------------------------- the search
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The settings the validation search chooses among."""
+
+    dim: int
+    negatives: str  # "in-batch" (with logQ), "mixed" (+ logQ) or "catalogue"
+    history: str  # "recent", "long+short" or "attention"
+    user_id: bool
+    learning_rate: float
+    epochs: int = 20  # the search's early stopping sets it
+
+    def model(self) -> Model:
+        return Model(
+            CHOSEN,
+            f"{self.history} history, {self.negatives} negatives, "
+            f"{self.dim}-d, Adam {self.learning_rate:.1e}, {self.epochs} epochs"
+            + ("" if self.user_id else ", no user id"),
+            self.query,
+            title_and_genres,
+            Recipe(
+                "adam",
+                self.learning_rate,
+                self.epochs,
+                1024,
+                logq=self.negatives != "catalogue",
+                negatives=self.negatives,
+            ),
+            NEXT,
+            dim=self.dim,
+        )
+
+    def query(self, title: cf.IdEmbedding, columns: frozenset) -> Features:
+        encoders = {
+            "recent": lambda: cf.HistoryEmbedding(
+                item_embedding=title, window=20, recency_decay=0.8
+            ),
+            # Long-term taste (all 50 items kept) beside the last 5.
+            "long+short": lambda: [
+                cf.HistoryEmbedding(item_embedding=title, window=TRAIN_HISTORY),
+                cf.HistoryEmbedding(item_embedding=title, window=5),
+            ],
+            "attention": lambda: [
+                cf.AttentionHistory(item_embedding=title, window=20, dropout=0.2),
+                cf.HistoryEmbedding(item_embedding=title, window=TRAIN_HISTORY),
+            ],
+        }
+        features = {
+            "history": encoders[self.history](),
+            "seconds_since_last": cf.DurationBuckets(8),
+            **demographics(columns),
+        }
+        if self.user_id:
+            features["user_id"] = cf.IdEmbedding(self.dim)
+        return features
+
+
+SPACE = {
+    "dim": [32, 64, 128],
+    "negatives": ["in-batch", "mixed", "catalogue"],
+    "history": ["recent", "long+short", "attention"],
+    "user_id": [True, False],
+}
+LEARNING_RATES = (1e-3, 1e-2)
+MAX_EPOCHS = 20
+
+
+def choose(
+    ratings: dict[str, np.ndarray],
+    movies: tf.data.Dataset,
+    setup: Setup,
+    trials: int,
+    seed: int,
+    max_epochs: int = MAX_EPOCHS,
+) -> tuple[Choice, dict]:
+    """Optuna's TPE search over :data:`SPACE` on a validation slice.
+
+    The slice is the last 10% in time of the setup's training events; the
+    test events are never read. Each trial trains with early stopping on the
+    validation hit@100 (patience 2) and is scored by its hit@10 and hit@100
+    as ratios to EASE fitted on the same events.
+    """
+    import optuna
+
+    train = train_mask(ratings, setup, seed)
+    order = np.flatnonzero(train)
+    cut = splits_at(ratings["timestamp"][order], 0.9)
+    inner = np.zeros_like(train)
+    inner[order[:cut]] = True
+    validation = np.zeros_like(train)
+    validation[order[cut:]] = True
+    part = make_split(ratings, inner, validation)
+    ease = run_baseline(BASELINES["EASE (l2=250)"], part, movies, "next-event")
+    columns = frozenset(ratings)
+
+    def objective(trial: optuna.Trial) -> float:
+        choice = Choice(
+            **{
+                key: trial.suggest_categorical(key, values)
+                for key, values in SPACE.items()
+            },
+            learning_rate=trial.suggest_float(
+                "learning_rate", *LEARNING_RATES, log=True
+            ),
+        )
+        stop = tf.keras.callbacks.EarlyStopping(
+            "val_top_100", mode="max", patience=2, restore_best_weights=True
+        )
+        check = cf.TopKValidation(part.test, ks=KS, exclude="history")
+        spec = dataclasses.replace(choice, epochs=max_epochs).model()
+        history = fit_model(spec, part, movies, columns, seed, [check, stop])
+        best = int(np.argmax(history["val_top_100"]))
+        trial.set_user_attr("epochs", best + 1)
+        score = (
+            history["val_top_10"][best] / ease["hit@10"]
+            + history["val_top_100"][best] / ease["hit@100"]
+        )
+        return score / 2
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+    )
+    study.optimize(objective, n_trials=trials)
+    chosen = Choice(
+        **study.best_params, epochs=int(study.best_trial.user_attrs["epochs"])
+    )
+    report = {
+        "setup": setup.name,
+        "validation_events": int(validation.sum()),
+        "validation_ease": ease,
+        "best_ratio_to_ease": study.best_value,
+        "chosen": dataclasses.asdict(chosen),
+        "trials": [
+            {**t.params, "epochs": t.user_attrs.get("epochs"), "ratio": t.value}
+            for t in study.trials
+        ],
+    }
+    return chosen, report
+
+
 # ----------------------------------------------------------------- data
 @dataclasses.dataclass
 class Split:
-    """One split of one seed: training and test events, both protocols."""
+    """One split of one seed: training and test events, with histories."""
 
     train: tf.data.Dataset  # with history (last TRAIN_HISTORY items)
-    test: tf.data.Dataset  # with history (up to TEST_HISTORY items)
+    test: tf.data.Dataset  # with history (every earlier item)
     fitted: dict[str, np.ndarray]  # training columns, for the baselines
 
 
-def train_mask(ratings: dict[str, np.ndarray], how: str, seed: int) -> np.ndarray:
+def splits_at(times: np.ndarray, fraction: float) -> int:
+    """How many of the time-ordered ``times`` go before a cut at ``fraction``."""
+    return int(round(fraction * times.size))
+
+
+def train_mask(ratings: dict[str, np.ndarray], setup: Setup, seed: int) -> np.ndarray:
     """Training membership, by the library's own split functions."""
     index = tf.data.Dataset.from_tensor_slices(
         {
@@ -238,28 +430,49 @@ def train_mask(ratings: dict[str, np.ndarray], how: str, seed: int) -> np.ndarra
             "timestamp": ratings["timestamp"],
         }
     )
-    if how == "random":
-        train, _ = splits.random_split(index, 80_000, seed=seed)
+    if setup.split == "random":
+        size = int(round(setup.train_fraction * ratings["timestamp"].size))
+        train, _ = splits.random_split(index, size, seed=seed)
     else:
-        train, _ = splits.chronological_split(index, 0.8)
+        train, _ = splits.chronological_split(index, setup.train_fraction)
     mask = np.zeros(ratings["timestamp"].size, bool)
-    mask[[int(x) for x in train.map(lambda x: x["event"]).as_numpy_iterator()]] = True
+    events = np.fromiter(train.map(lambda x: x["event"]).as_numpy_iterator(), np.int64)
+    mask[events] = True
     return mask
 
 
-def make_split(ratings: dict[str, np.ndarray], how: str, seed: int) -> Split:
-    train = train_mask(ratings, how, seed)
+def make_split(
+    ratings: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray | None = None
+) -> Split:
+    """Training and test events (``~train`` unless ``test`` is given)."""
+    test = ~train if test is None else test
     # Histories come from the whole log: a test event sees the user's
     # training events and earlier test events, never a later event. Test
     # events go first so that each part is a cheap take()/skip().
-    order = np.concatenate([np.flatnonzero(~train), np.flatnonzero(train)])
+    order = np.concatenate([np.flatnonzero(test), np.flatnonzero(train)])
     log = tf.data.Dataset.from_tensor_slices({k: v[order] for k, v in ratings.items()})
-    tests = int((~train).sum())
+    tests = int(test.sum())
+    longest = int(np.unique(ratings["user_id"], return_counts=True)[1].max())
     return Split(
-        train=add_history(log, max_length=TRAIN_HISTORY).skip(tests),
-        test=add_history(log, max_length=TEST_HISTORY).take(tests),
+        train=add_history(log, item=ITEM, max_length=TRAIN_HISTORY).skip(tests),
+        test=add_history(log, item=ITEM, max_length=longest).take(tests),
         fitted={k: v[train] for k, v in ratings.items()},
     )
+
+
+def load(dataset: str, data_dirs: list[str]) -> tuple[dict, dict]:
+    """The data set's columns, from a given folder or a verified download."""
+    for folder in data_dirs:
+        source = movielens.DATASETS[dataset]
+        if all(os.path.exists(os.path.join(folder, f)) for f in source.files):
+            ratings, movies = movielens.load_arrays(folder, dataset=dataset)
+            break
+    else:
+        ratings, movies = movielens.load_arrays(dataset=dataset)
+    ratings, movies = dict(ratings), dict(movies)
+    for columns in (ratings, movies):
+        columns[ITEM] = columns[ITEM].astype(np.int64)
+    return ratings, movies
 
 
 # ----------------------------------------------------------------- runs
@@ -271,23 +484,38 @@ def metrics(result: dict[str, float]) -> dict[str, float]:
     }
 
 
-def run_model(
-    spec: Model, split: Split, movies, seed: int, epochs: int, verbose: int
+NEGATIVES = {
+    "in-batch": lambda: "in-batch",
+    "catalogue": lambda: "catalogue",
+    "mixed": lambda: MixedNegatives(1024),
+}
+
+
+def fit_model(
+    spec: Model,
+    split: Split,
+    movies: tf.data.Dataset,
+    columns: frozenset,
+    seed: int,
+    callbacks: list | None = None,
+    verbose: int = 0,
 ) -> dict:
+    """Builds and trains ``spec``; the Keras history (the model under "model")."""
     tf.keras.utils.set_random_seed(seed)
-    title = cf.IdEmbedding(DIM)
+    title = cf.IdEmbedding(spec.dim, id_dtype="int64")
     recipe = spec.recipe
     extra, fit_data = {}, split.train
     if recipe.logq:
         fit_data = cf.with_sampling_probability(split.train, ITEM, "probability")
         extra["candidate_sampling_probability"] = "probability"
     model = cf.build_retrieval_model(
-        spec.query(title),
-        spec.candidate(title),
+        spec.query(title, columns),
+        spec.candidate(title, columns),
         movies,
         candidate_id=ITEM,
         adapt_data=split.train,
-        head_units=(DIM,),
+        head_units=(spec.dim,),
+        negatives=NEGATIVES[recipe.negatives](),
         **extra,
     )
     optimizer = {
@@ -296,10 +524,29 @@ def run_model(
     }
     model.compile(optimizer[recipe.optimizer](recipe.learning_rate))
     batches = fit_data.shuffle(100_000, seed=seed).batch(recipe.batch_size)
-    start = time.perf_counter()
     # Lookups, tokenising and history windows once, in tf.data.
     prepared = model.prepare(batches).cache().with_options(PIPELINE)
-    model.fit(prepared, epochs=epochs or recipe.epochs, verbose=verbose)
+    history = model.fit(
+        prepared, epochs=recipe.epochs, verbose=verbose, callbacks=callbacks
+    )
+    return {**history.history, "model": model}
+
+
+def run_model(
+    spec: Model,
+    split: Split,
+    movies: tf.data.Dataset,
+    columns: frozenset,
+    seed: int,
+    epochs: int,
+    verbose: int,
+) -> dict:
+    if epochs:
+        spec = dataclasses.replace(
+            spec, recipe=dataclasses.replace(spec.recipe, epochs=epochs)
+        )
+    start = time.perf_counter()
+    model = fit_model(spec, split, movies, columns, seed, verbose=verbose)["model"]
     out = {"fit_seconds": time.perf_counter() - start}
     for protocol in spec.protocols:
         exclude = "history" if protocol == "next-event" else None
@@ -308,14 +555,16 @@ def run_model(
     return out
 
 
-def run_baseline(factory, split: Split, movies_titles, protocol: str) -> dict:
+def run_baseline(factory, split: Split, movies, protocol: str) -> dict:
     recommender = factory()
     if isinstance(recommender, baselines.EASE) and protocol == "tutorial":
         return {}  # EASE's query is a history, which the tutorial has not
-    recommender.fit(split.fitted, item=ITEM, candidates=movies_titles)
+    recommender.fit(split.fitted, item=ITEM, candidates=movies[ITEM])
     exclude = "history" if protocol == "next-event" else None
     return metrics(
-        evaluation.evaluate_top_k(recommender, split.test, ks=KS, exclude=exclude)
+        evaluation.evaluate_top_k(
+            recommender, split.test, ks=KS, exclude=exclude, batch_size=1024
+        )
     )
 
 
@@ -325,8 +574,8 @@ def summarize(values: list[float]) -> dict[str, float]:
     return {"mean": float(array.mean()), "sd": sd, "n": int(array.size)}
 
 
-def collect(runs: dict, split: str, protocol: str, name: str, kind: str) -> dict:
-    row = {"split": split, "protocol": protocol, "model": name, "kind": kind}
+def collect(runs: dict, setup: str, protocol: str, name: str, kind: str) -> dict:
+    row = {"setup": setup, "protocol": protocol, "model": name, "kind": kind}
     for metric in ("hit@10", "hit@100", "ndcg@10"):
         row[metric] = summarize([run[metric] for run in runs])
     return row
@@ -337,52 +586,86 @@ def cell(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['sd']:.3f}"
 
 
+def table_rows(results: dict, protocol: str) -> list[list[str]]:
+    """The cells of one protocol's table: header first."""
+    rows = [r for r in results["rows"] if r["protocol"] == protocol]
+    out = [
+        ["setup", "model", "hit@10", "hit@100", "NDCG@10", "hit@10 / EASE"]
+        + ["hit@100 / EASE"]
+    ]
+    for row in rows:
+        ease = next(
+            (r for r in rows if r["setup"] == row["setup"] and "EASE" in r["model"]),
+            None,
+        )
+        ratios = [
+            f"{row[m]['mean'] / ease[m]['mean']:.2f}x" if ease else "n/a"
+            for m in ("hit@10", "hit@100")
+        ]
+        label = (
+            f"{row['model']}: {row['description']}"
+            if row["kind"] == "model"
+            else f"*{row['model']}*"
+        )
+        out.append(
+            [row["setup"], label, cell(row["hit@10"]), cell(row["hit@100"])]
+            + [cell(row["ndcg@10"]), *ratios]
+        )
+    return out
+
+
+def footnote(results: dict) -> str:
+    meta = results["meta"]
+    return (
+        f"Mean ± sd over seeds {meta['seeds']}; baselines in italics. Tutorial "
+        "recipe: Adagrad 0.1, 3 epochs, batch 2048. Long recipe: Adam 3e-3, "
+        f"{meta['long_epochs']} epochs, batch 1024, logQ correction; {DIM}-d. "
+        "The chosen recipe of each setup comes from "
+        f"{meta['trials']} Optuna trials on its validation slice. Wall time "
+        f"{meta['wall_seconds']:.0f} s, peak RSS {meta['peak_rss_gb']:.2f} GB "
+        f"on {meta['machine']}. TFRS tutorial reference (random split, "
+        "3 epochs): test top-100 0.21 without timestamps, 0.25 with them."
+    )
+
+
 def markdown(results: dict) -> str:
     lines = []
     for protocol in PROTOCOLS:
-        rows = [r for r in results["rows"] if r["protocol"] == protocol]
-        if not rows:
+        cells = table_rows(results, protocol)
+        if len(cells) == 1:
+            continue
+        lines += [f"**{protocol} protocol**", ""]
+        lines.append("| " + " | ".join(cells[0]) + " |")
+        lines.append("|" + "---|" * len(cells[0]))
+        lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+        lines.append("")
+    lines.append(footnote(results))
+    return "\n".join(lines) + "\n"
+
+
+def restructured_text(results: dict) -> str:
+    """The tables as reStructuredText list-tables, for the docs."""
+    lines = []
+    for protocol in PROTOCOLS:
+        cells = table_rows(results, protocol)
+        if len(cells) == 1:
             continue
         lines += [
-            f"**{protocol} protocol**",
+            f".. list-table:: {protocol} protocol",
+            "   :header-rows: 1",
+            "   :widths: 14 40 10 10 10 8 8",
             "",
-            "| split | model | hit@10 | hit@100 | NDCG@10 | hit@10 / EASE "
-            "| hit@100 / EASE |",
-            "|---|---|---|---|---|---|---|",
         ]
-        for row in rows:
-            ease = next(
-                (
-                    r
-                    for r in rows
-                    if r["split"] == row["split"] and "EASE" in r["model"]
-                ),
-                None,
-            )
-            ratios = [
-                f"{row[m]['mean'] / ease[m]['mean']:.2f}x" if ease else "n/a"
-                for m in ("hit@10", "hit@100")
+        for row in cells:
+            escaped = [
+                value.replace("*", r"\*") if i else value for i, value in enumerate(row)
             ]
-            label = (
-                f"{row['model']}: {row['description']}"
-                if row["kind"] == "model"
-                else f"*{row['model']}*"
-            )
-            lines.append(
-                f"| {row['split']} | {label} "
-                f"| {cell(row['hit@10'])} | {cell(row['hit@100'])} "
-                f"| {cell(row['ndcg@10'])} | {ratios[0]} | {ratios[1]} |"
-            )
+            if row is not cells[0] and row[1].startswith(r"\*"):
+                escaped[1] = f"*{row[1].strip('*')}*"
+            lines.append(f"   * - {escaped[0]}")
+            lines += [f"     - {value}" for value in escaped[1:]]
         lines.append("")
-    meta = results["meta"]
-    lines += [
-        f"Mean ± sd over seeds {meta['seeds']}; baselines in italics. Tutorial "
-        f"recipe: Adagrad 0.1, 3 epochs, batch 2048. Long recipe: Adam 3e-3, "
-        f"{meta['long_epochs']} epochs, batch 1024, logQ correction. {DIM}-d. "
-        f"Wall time {meta['wall_seconds']:.0f} s on {meta['machine']}.",
-        "TFRS tutorial reference (random split, 3 epochs): test top-100 0.21 "
-        "without timestamps, 0.25 with them.",
-    ]
+    lines.append(footnote(results))
     return "\n".join(lines) + "\n"
 
 
@@ -397,26 +680,29 @@ def chart(results: dict, path: str) -> bool:
     rows = [r for r in results["rows"] if r["protocol"] == "next-event"]
     if not rows:
         return False
-    split_names = [s for s in SPLITS if any(r["split"] == s for r in rows)]
+    setups = list(dict.fromkeys(r["setup"] for r in rows))
     figure, axes = plt.subplots(
-        1, len(split_names), figsize=(6 * len(split_names), 4.5), squeeze=False
+        2, len(setups), figsize=(5.5 * len(setups), 7.5), squeeze=False
     )
-    for axis, split in zip(axes[0], split_names):
-        part = [r for r in rows if r["split"] == split]
+    for column, setup in enumerate(setups):
+        part = [r for r in rows if r["setup"] == setup]
         colours = ["#a5a5a5" if r["kind"] == "baseline" else "#4472c4" for r in part]
-        axis.barh(
-            range(len(part)),
-            [r["hit@100"]["mean"] for r in part],
-            xerr=[r["hit@100"]["sd"] for r in part],
-            color=colours,
-            capsize=3,
-        )
-        axis.set_yticks(range(len(part)), [r["model"] for r in part], fontsize=8)
-        axis.invert_yaxis()
-        axis.set_xlabel("test hit@100 (next-event protocol, seen items excluded)")
-        axis.set_title(f"{split} split: baselines (grey) and models")
+        for line, metric in enumerate(("hit@10", "hit@100")):
+            axis = axes[line][column]
+            axis.barh(
+                range(len(part)),
+                [r[metric]["mean"] for r in part],
+                xerr=[r[metric]["sd"] for r in part],
+                color=colours,
+                capsize=3,
+            )
+            axis.set_yticks(range(len(part)), [r["model"] for r in part], fontsize=8)
+            axis.invert_yaxis()
+            axis.set_xlabel(f"test {metric} (next-event, seen items excluded)")
+            axis.set_title(setup, fontsize=10)
+    figure.suptitle("Baselines (grey) and models (blue)")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
 
@@ -427,84 +713,124 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--data-dir",
-        default=None,
-        help="local ml-100k folder (u.data, u.item, u.user); default: download "
-        "once from GroupLens into ~/.keras/datasets",
+        nargs="+",
+        default=[],
+        help="local data folders (an ml-100k folder with u.data, u.item, "
+        "u.user; an ml-latest-small folder with ratings.csv, movies.csv); "
+        "data sets without one are downloaded once from GroupLens into "
+        "~/.keras/datasets",
     )
     parser.add_argument("--output", default="results", help="output folder")
+    parser.add_argument(
+        "--datasets", nargs="+", choices=DATASETS, default=list(DATASETS)
+    )
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds per row")
     parser.add_argument(
         "--epochs", type=int, default=0, help="override every recipe's epochs"
     )
     parser.add_argument(
-        "--models", nargs="+", choices=list(MODELS), default=list(MODELS)
+        "--models",
+        nargs="+",
+        choices=[*MODELS, CHOSEN],
+        default=[*MODELS, CHOSEN],
     )
-    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
+    parser.add_argument(
+        "--trials", type=int, default=12, help="Optuna trials per setup"
+    )
     parser.add_argument(
         "--no-baselines", action="store_true", help="skip the baseline rows"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="one seed and one epoch, for smoke tests"
+        "--quick",
+        action="store_true",
+        help="one seed, one epoch, two trials of at most two epochs: a smoke test",
     )
     parser.add_argument(
         "--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras progress"
     )
     args = parser.parse_args(argv)
+    args.max_epochs = MAX_EPOCHS
     if args.quick:
-        args.seeds, args.epochs = 1, 1
-    if args.seeds < 1 or args.epochs < 0:
-        parser.error("--seeds must be >= 1 and --epochs >= 0")
+        args.seeds, args.epochs, args.trials, args.max_epochs = 1, 1, 2, 2
+    if args.seeds < 1 or args.epochs < 0 or args.trials < 1:
+        parser.error("--seeds and --trials must be >= 1 and --epochs >= 0")
     return args
+
+
+def run_setup(
+    setup: Setup, args: argparse.Namespace, runs: dict, kinds: dict, report: dict
+) -> None:
+    """Every baseline and model of one setup, each seed."""
+    ratings, movie_columns = load(setup.dataset, args.data_dir)
+    movies = tf.data.Dataset.from_tensor_slices(movie_columns)
+    columns = frozenset(ratings)
+    seeds = list(range(42, 42 + args.seeds))
+    specs = [MODELS[n] for n in args.models if n in MODELS]
+    specs = [s for s in specs if setup.dataset in s.datasets]
+    if CHOSEN in args.models:
+        print(f"== {setup.name}: choosing a recipe ({args.trials} trials)", flush=True)
+        choice, report[setup.name] = choose(
+            ratings, movies, setup, args.trials, seeds[0], args.max_epochs
+        )
+        specs.append(choice.model())
+        print(f"   chosen: {choice}", flush=True)
+    for seed in seeds:
+        split = make_split(ratings, train_mask(ratings, setup, seed))
+        if not args.no_baselines:
+            for name, factory in BASELINES.items():
+                kinds[name] = ("baseline", "")
+                for protocol in PROTOCOLS:
+                    result = run_baseline(factory, split, movie_columns, protocol)
+                    if result:
+                        runs.setdefault((setup.name, protocol, name), []).append(result)
+        for spec in specs:
+            print(f"== {setup.name}, {spec.name}, seed {seed}", flush=True)
+            kinds[spec.name] = ("model", spec.description)
+            # The chosen recipe keeps the epochs its search found.
+            epochs = 0 if spec.name == CHOSEN else args.epochs
+            out = run_model(spec, split, movies, columns, seed, epochs, args.verbose)
+            for protocol in spec.protocols:
+                runs.setdefault((setup.name, protocol, spec.name), []).append(
+                    out[protocol]
+                )
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
-    ratings, movie_columns = movielens.load_arrays(args.data_dir)
-    movies = tf.data.Dataset.from_tensor_slices(movie_columns)
-    seeds = list(range(42, 42 + args.seeds))
     runs: dict[tuple[str, str, str], list[dict]] = {}
-    descriptions = {name: spec.description for name, spec in MODELS.items()}
-    kinds = {}
-    for how in args.splits:
-        for seed in seeds:
-            split = make_split(ratings, how, seed)
-            if not args.no_baselines:
-                for name, factory in BASELINES.items():
-                    kinds[name] = "baseline"
-                    for protocol in PROTOCOLS:
-                        result = run_baseline(
-                            factory, split, movie_columns[ITEM], protocol
-                        )
-                        if result:
-                            runs.setdefault((how, protocol, name), []).append(result)
-            for name in args.models:
-                print(f"== {how} split, {name}, seed {seed}", flush=True)
-                kinds[name] = "model"
-                out = run_model(
-                    MODELS[name], split, movies, seed, args.epochs, args.verbose
-                )
-                for protocol in MODELS[name].protocols:
-                    runs.setdefault((how, protocol, name), []).append(out[protocol])
+    kinds: dict[str, tuple[str, str]] = {}
+    search: dict[str, dict] = {}
+    setups = [
+        s for s in SETUPS if s.dataset in args.datasets and s.split in args.splits
+    ]
+    for setup in setups:
+        run_setup(setup, args, runs, kinds, search)
     rows = []
-    for (how, protocol, name), values in runs.items():
-        row = collect(values, how, protocol, name, kinds[name])
-        row["description"] = descriptions.get(name, "")
+    for (setup, protocol, name), values in runs.items():
+        row = collect(values, setup, protocol, name, kinds[name][0])
+        row["description"] = kinds[name][1]
         rows.append(row)
-    order = {name: i for i, name in enumerate([*BASELINES, *MODELS])}
+    order = {name: i for i, name in enumerate([*BASELINES, *MODELS, CHOSEN])}
+    names = [s.name for s in SETUPS]
     rows.sort(
         key=lambda r: (
             PROTOCOLS.index(r["protocol"]),
-            SPLITS.index(r["split"]),
+            names.index(r["setup"]),
             order[r["model"]],
         )
     )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     results = {
         "rows": rows,
+        "search": search,
         "meta": {
-            "seeds": seeds,
+            "seeds": list(range(42, 42 + args.seeds)),
             "long_epochs": args.epochs or LONG.epochs,
+            "trials": args.trials,
             "wall_seconds": time.perf_counter() - started,
+            "peak_rss_gb": peak,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
             f"TensorFlow {tf.__version__}",
         },
@@ -513,13 +839,17 @@ def main(argv: list[str] | None = None) -> dict:
     with open(os.path.join(args.output, "results.json"), "w") as handle:
         json.dump(results, handle, indent=2)
     table = markdown(results)
-    with open(os.path.join(args.output, "results.md"), "w", encoding="utf-8") as handle:
-        handle.write(table)
+    for name, text in (
+        ("results.md", table),
+        ("results.rst", restructured_text(results)),
+    ):
+        with open(os.path.join(args.output, name), "w", encoding="utf-8") as handle:
+            handle.write(text)
     drew = chart(results, os.path.join(args.output, "results.png"))
     print("\n" + table)
     print(
-        f"Wrote results.json, results.md{', results.png' if drew else ''} "
-        f"to {args.output}/"
+        f"Wrote results.json, results.md, results.rst"
+        f"{', results.png' if drew else ''} to {args.output}/"
     )
     return results
 
