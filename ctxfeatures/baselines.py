@@ -271,7 +271,7 @@ class EASE(_Baseline):
             )
 
     def _solve(self, users: np.ndarray, columns: np.ndarray, size: int) -> np.ndarray:
-        from scipy import sparse
+        from scipy import linalg, sparse
 
         keep = columns >= 0
         _, rows = np.unique(users[keep], return_inverse=True)
@@ -280,10 +280,18 @@ class EASE(_Baseline):
             shape=(int(rows.max()) + 1 if rows.size else 0, size),
         )
         matrix.data[:] = 1.0  # repeated events count once
-        gram = (matrix.T @ matrix).toarray()
+        # G = XᵀX summed over blocks of users: memory is the C x C result and
+        # one dense block, never a sparse product that can be denser still.
+        gram = np.zeros((size, size))
+        block = max(1, 2**24 // max(size, 1))
+        for start in range(0, matrix.shape[0], block):
+            part = matrix[start : start + block].toarray()
+            gram += part.T @ part
         gram[np.diag_indices_from(gram)] += self.l2
-        inverse = np.linalg.inv(gram)
-        weights = inverse / -np.diag(inverse)
+        # In place from here: one C x C float64 matrix at a time.
+        weights = linalg.inv(gram, overwrite_a=True, check_finite=False)
+        del gram
+        weights /= -np.diag(weights).copy()
         weights[np.diag_indices_from(weights)] = 0.0
         return weights.astype(np.float32)
 

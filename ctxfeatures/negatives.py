@@ -34,7 +34,9 @@ __all__ = [
     "InBatchNegatives",
     "MixedNegatives",
     "Negatives",
+    "gather_replicas",
     "get_negatives",
+    "softmax_loss",
 ]
 
 

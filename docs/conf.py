@@ -53,8 +53,15 @@ PUBLIC_MODULES = {
     "ctxfeatures.baselines": ctxfeatures.baselines.__all__,
     "ctxfeatures.training": ctxfeatures.training.__all__,
     "ctxfeatures.saving": ctxfeatures.saving.__all__,
+    "ctxfeatures.negatives": ctxfeatures.negatives.__all__,
     "ctxfeatures.splits": ["random_split", "chronological_split", "leave_last_out"],
-    "ctxfeatures.datasets.movielens": ["load", "load_arrays", "download"],
+    "ctxfeatures.datasets.movielens": [
+        "DATASETS",
+        "MovieLens",
+        "load",
+        "load_arrays",
+        "download",
+    ],
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -48,6 +49,8 @@ KS = (10, 100)
 # below looks at; test requests carry every earlier item of their user.
 TRAIN_HISTORY = 50
 RECENT_DAYS = 30
+# The validation search trains each trial for at most this many epochs.
+MAX_EPOCHS = 15
 PROTOCOLS = ("tutorial", "next-event")
 DATASETS = tuple(movielens.DATASETS)
 
@@ -276,7 +279,7 @@ class Choice:
     history: str  # "recent", "long+short" or "attention"
     user_id: bool
     learning_rate: float
-    epochs: int = 20  # the search's early stopping sets it
+    epochs: int = MAX_EPOCHS  # the search's early stopping sets it
 
     def model(self) -> Model:
         return Model(
@@ -323,6 +326,16 @@ class Choice:
         return features
 
 
+# The search's most frequent choice over the study's setups: a recipe to
+# start from on a new data set (run the search to adapt it).
+CHOSEN_DEFAULT = Choice(
+    dim=64,
+    negatives="in-batch",
+    history="long+short",
+    user_id=False,
+    learning_rate=3e-3,
+    epochs=10,
+)
 SPACE = {
     "dim": [32, 64, 128],
     "negatives": ["in-batch", "mixed", "catalogue"],
@@ -330,12 +343,11 @@ SPACE = {
     "user_id": [True, False],
 }
 LEARNING_RATES = (1e-3, 1e-2)
-MAX_EPOCHS = 20
 
 
 def choose(
     ratings: dict[str, np.ndarray],
-    movies: tf.data.Dataset,
+    movie_columns: dict[str, np.ndarray],
     setup: Setup,
     trials: int,
     seed: int,
@@ -358,7 +370,8 @@ def choose(
     validation = np.zeros_like(train)
     validation[order[cut:]] = True
     part = make_split(ratings, inner, validation)
-    ease = run_baseline(BASELINES["EASE (l2=250)"], part, movies, "next-event")
+    ease = run_baseline(BASELINES["EASE (l2=250)"], part, movie_columns, "next-event")
+    movies = tf.data.Dataset.from_tensor_slices(movie_columns)
     columns = frozenset(ratings)
 
     def objective(trial: optuna.Trial) -> float:
@@ -552,6 +565,10 @@ def run_model(
         exclude = "history" if protocol == "next-event" else None
         result = model.evaluate_top_k(split.test.batch(4096), ks=KS, exclude=exclude)
         out[protocol] = metrics(result)
+    # Each model's graphs and tables go with it: dozens of models run here.
+    del model
+    tf.keras.backend.clear_session()
+    gc.collect()
     return out
 
 
@@ -566,6 +583,10 @@ def run_baseline(factory, split: Split, movies, protocol: str) -> dict:
             recommender, split.test, ks=KS, exclude=exclude, batch_size=1024
         )
     )
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -736,7 +757,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[*MODELS, CHOSEN],
     )
     parser.add_argument(
-        "--trials", type=int, default=12, help="Optuna trials per setup"
+        "--trials", type=int, default=8, help="Optuna trials per setup"
     )
     parser.add_argument(
         "--no-baselines", action="store_true", help="skip the baseline rows"
@@ -771,7 +792,7 @@ def run_setup(
     if CHOSEN in args.models:
         print(f"== {setup.name}: choosing a recipe ({args.trials} trials)", flush=True)
         choice, report[setup.name] = choose(
-            ratings, movies, setup, args.trials, seeds[0], args.max_epochs
+            ratings, movie_columns, setup, args.trials, seeds[0], args.max_epochs
         )
         specs.append(choice.model())
         print(f"   chosen: {choice}", flush=True)
@@ -785,7 +806,11 @@ def run_setup(
                     if result:
                         runs.setdefault((setup.name, protocol, name), []).append(result)
         for spec in specs:
-            print(f"== {setup.name}, {spec.name}, seed {seed}", flush=True)
+            print(
+                f"== {setup.name}, {spec.name}, seed {seed} "
+                f"(peak RSS so far {peak_rss_gb():.2f} GB)",
+                flush=True,
+            )
             kinds[spec.name] = ("model", spec.description)
             # The chosen recipe keeps the epochs its search found.
             epochs = 0 if spec.name == CHOSEN else args.epochs
@@ -821,7 +846,7 @@ def main(argv: list[str] | None = None) -> dict:
             order[r["model"]],
         )
     )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = peak_rss_gb()
     results = {
         "rows": rows,
         "search": search,

@@ -82,3 +82,31 @@ def test_errors(synthetic):
             tf.zeros((4, 1)), tf.zeros((4, 1)), verbose=0,
             callbacks=[cf.TopKValidation(data)],
         )  # fmt: skip
+
+
+def test_restore_best_weights_and_set_weights_keep_adapted_state(
+    synthetic, build_model
+):
+    data, catalogue = synthetic(n=400)
+    model = build_model(data, catalogue)
+    model.compile(tf.keras.optimizers.Adam(0.05))
+    # Keras' set_weights calls every layer's finalize_state(): it must take
+    # the restored state, not start an empty adapt.
+    stop = tf.keras.callbacks.EarlyStopping(
+        "val_top_5", mode="max", patience=1, restore_best_weights=True
+    )
+    model.fit(
+        model.prepare(data.batch(128)),
+        epochs=4,
+        verbose=0,
+        callbacks=[cf.TopKValidation(data, ks=(5,)), stop],
+    )
+    # Another model's weights, statistics included, make it the same model:
+    # a twin adapted on shifted times (same vocabularies, other time
+    # statistics) takes them with set_weights.
+    shifted = data.map(lambda x: {**x, "timestamp": x["timestamp"] + 10**7})
+    twin = build_model(shifted, catalogue)
+    twin.set_weights(model.get_weights())
+    batch = next(iter(data.batch(32)))
+    for mine, theirs in zip(model.embed_batch(batch), twin.embed_batch(batch)):
+        tf.debugging.assert_near(mine, theirs, atol=1e-6)

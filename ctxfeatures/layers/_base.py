@@ -136,13 +136,20 @@ class FeatureLayer(tf.keras.layers.Layer):
             self._accumulator.update(values)
 
     def finalize_state(self) -> None:
-        """Turns the accumulated statistics into the layer's state."""
+        """Turns the accumulated statistics into the layer's state.
+
+        Outside an adapt (no statistics gathered, e.g. when Keras'
+        ``set_weights`` or ``EarlyStopping(restore_best_weights=True)`` calls
+        it after restoring weights), it re-reads an array state from the
+        restored weight and otherwise changes nothing.
+        """
         if not self.needs_adapt:
             return
         accumulator, self._accumulator = self._accumulator, None
+        if accumulator is None:
+            self._restore_array_state()
+            return
         try:
-            if accumulator is None:
-                raise EmptyAdaptError("no values")
             self._set_state(accumulator.finalize())
         except EmptyAdaptError:
             raise ValueError(
@@ -223,6 +230,10 @@ class FeatureLayer(tf.keras.layers.Layer):
 
     def load_own_variables(self, store: Any) -> None:
         super().load_own_variables(store)
+        self._restore_array_state()
+
+    def _restore_array_state(self) -> None:
+        """Takes the state from its weight, when it holds one (count > 0)."""
         if self._state_weight is not None:
             values = self._state_weight.numpy()
             if values[0] > 0:
