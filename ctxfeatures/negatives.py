@@ -159,11 +159,12 @@ class MixedNegatives(Negatives):
         draws = tf.random.uniform([self.num_sampled], 0, size, dtype=tf.int64)
         sampled = tf.nest.map_structure(lambda x: tf.gather(x, draws), prepared)
         vectors = model.candidate_tower.embed(sampled, training=True)
-        batch, batch_probability, batch_ids = gather_replicas(
-            candidate, probability, ids
-        )
         index = catalogue.index
         distinct = index.lookup(ids)
+        # Gathered as catalogue indices: collectives cannot gather strings.
+        batch, batch_probability, batch_distinct = gather_replicas(
+            candidate, probability, distinct
+        )
         in_batch = tf.linalg.matmul(query, batch, transpose_b=True)
         drawn = tf.linalg.matmul(query, vectors, transpose_b=True)
         if probability is not None:
@@ -179,7 +180,7 @@ class MixedNegatives(Negatives):
         diagonal = tf.eye(own, tf.shape(batch)[0], dtype=tf.bool)
         hits = tf.concat(
             [
-                _same_candidate(distinct, index.lookup(batch_ids)) | diagonal,
+                _same_candidate(distinct, batch_distinct) | diagonal,
                 _same_candidate(distinct, tf.gather(positions, draws)),
             ],
             axis=1,
@@ -231,11 +232,19 @@ def gather_replicas(candidate: tf.Tensor, *extra: Any) -> tuple[Any, ...]:
     """Gives each replica the global batch as negatives, its own rows first.
 
     TFRS treats row i of the candidates as the positive of query i, so the
-    gathered rows are rotated to put this replica's slice at the top.
+    gathered rows are rotated to put this replica's slice at the top. String
+    ids are gathered as 62-bit hashes (collectives cannot gather strings),
+    which keeps what accidental-hit removal reads: which ids are equal.
     """
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return (candidate, *extra)
+    extra = tuple(
+        tf.strings.to_hash_bucket_fast(x, 2**62)
+        if x is not None and x.dtype == tf.string
+        else x
+        for x in extra
+    )
     size = tf.shape(candidate)[:1]
     sizes = context.all_gather(size, axis=0)
     offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])

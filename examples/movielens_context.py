@@ -756,9 +756,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[*MODELS, CHOSEN],
         default=[*MODELS, CHOSEN],
     )
-    parser.add_argument(
-        "--trials", type=int, default=8, help="Optuna trials per setup"
-    )
+    parser.add_argument("--trials", type=int, default=8, help="Optuna trials per setup")
     parser.add_argument(
         "--no-baselines", action="store_true", help="skip the baseline rows"
     )

@@ -13,13 +13,14 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "movielens_context.py"
 
 
-def run_study(ml100k, tmp_path, *args):
+def run_study(data_dirs, tmp_path, *args):
+    folders = data_dirs if isinstance(data_dirs, list) else [data_dirs]
     result = subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
             "--data-dir",
-            str(ml100k),
+            *map(str, folders),
             "--output",
             str(tmp_path),
             "--verbose",
@@ -42,15 +43,19 @@ def test_help():
 
 
 def test_quick_mode_end_to_end(ml100k, tmp_path):
+    chosen = "chosen by validation"
     results, stdout = run_study(
         ml100k,
         tmp_path,
         "--quick",
+        "--datasets",
+        "ml-100k",
         "--splits",
         "chronological",
         "--models",
         "tutorial",
         "best",
+        chosen,
     )
     rows = {(r["protocol"], r["model"]): r for r in results["rows"]}
     baselines = ["most popular", "recently popular (30 days)", "EASE (l2=250)"]
@@ -58,20 +63,53 @@ def test_quick_mode_end_to_end(ml100k, tmp_path):
         ("tutorial", "most popular"),
         ("tutorial", "recently popular (30 days)"),
         ("tutorial", "tutorial"),
-        *(("next-event", name) for name in [*baselines, "tutorial", "best"]),
+        *(("next-event", name) for name in [*baselines, "tutorial", "best", chosen]),
     }
     for row in rows.values():
+        assert row["setup"] == "ml-100k, chronological 80%"
         for metric in ("hit@10", "hit@100", "ndcg@10"):
             assert 0.0 < row[metric]["mean"] < 1.0, row
     # EASE is the reference number on this split (seed-free).
     ease = rows[("next-event", "EASE (l2=250)")]["hit@100"]["mean"]
     assert ease == pytest.approx(0.564, abs=0.005)
+    # The chosen recipe came from two trials on the validation slice, each
+    # scored against EASE fitted on the same (training) events.
+    search = results["search"]["ml-100k, chronological 80%"]
+    assert len(search["trials"]) == 2 and search["validation_events"] > 7000
+    assert 0 < search["validation_ease"]["hit@100"] < 1
+    assert rows[("next-event", chosen)]["description"].startswith(
+        search["chosen"]["history"]
+    )
+    assert results["meta"]["peak_rss_gb"] > 0.1
     table = (tmp_path / "results.md").read_text()
     assert "**next-event protocol**" in table and "hit@100 / EASE" in table
+    rst = (tmp_path / "results.rst").read_text()
+    assert ".. list-table:: next-event protocol" in rst and "   * - setup" in rst
     # The chart needs the "examples" extra (matplotlib), which tests lack.
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert (tmp_path / "results.png").exists() == has_matplotlib
     assert "hit@100" in stdout
+
+
+@pytest.mark.slow
+def test_quick_mode_on_latest_small(ml100k, ml_latest_small, tmp_path):
+    results, _ = run_study(
+        [ml100k, ml_latest_small],
+        tmp_path,
+        "--quick",
+        "--datasets",
+        "ml-latest-small",
+        "--models",
+        "best",
+    )
+    rows = {r["model"]: r for r in results["rows"] if r["protocol"] == "next-event"}
+    assert {r["setup"] for r in results["rows"]} == {
+        "ml-latest-small, chronological 90%"
+    }
+    # The reference numbers for this protocol (seed-free baselines).
+    assert rows["EASE (l2=250)"]["hit@100"]["mean"] == pytest.approx(0.257, abs=0.005)
+    assert rows["most popular"]["hit@100"]["mean"] == pytest.approx(0.150, abs=0.005)
+    assert 0.0 < rows["best"]["hit@10"]["mean"] < 1.0
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import math
+import textwrap
 
 import numpy as np
 import pytest
@@ -165,3 +167,47 @@ def test_names_give_the_classes():
     assert get_negatives(mixed) is mixed
     assert repr(mixed) == "MixedNegatives(num_sampled=3)"
     assert negatives.__all__
+
+
+def test_negatives_under_mirrored_strategy(run_python):
+    code = textwrap.dedent(
+        """
+        import json
+        import ctxfeatures as cf
+        import tensorflow as tf
+        from ctxfeatures.negatives import MixedNegatives
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from conftest import build_retrieval as build_model
+        from conftest import synthetic_events as synthetic
+
+        def train(strategy, negatives, **kwargs):
+            tf.keras.utils.set_random_seed(7)
+            data, catalogue = synthetic(n=1024)
+            model = build_model(
+                data, catalogue, strategy=strategy, negatives=negatives, **kwargs)
+            model.compile(tf.keras.optimizers.SGD(0.05))
+            batches = data.batch(256)
+            model.fit(model.prepare(batches), epochs=1, verbose=0)
+            return sum(float(model.compute_loss(b)) for b in batches)
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        print(json.dumps({
+            "single": train(None, "catalogue"),
+            "mirrored": train(strategy, "catalogue"),
+            "mixed": train(strategy, MixedNegatives(32)),
+            # String ids gathered across replicas (as hashes).
+            "hits": train(strategy, "in-batch", remove_accidental_hits=True),
+            "hits_single": train(None, "in-batch", remove_accidental_hits=True),
+        }))
+        """
+    )
+    result = run_python(code, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # Each replica scores its queries against the whole catalogue: the
+    # summed loss after one epoch equals one device's (0.5%).
+    assert out["mirrored"] == pytest.approx(out["single"], rel=5e-3), out
+    assert math.isfinite(out["mixed"]) and out["mixed"] > 0
+    assert out["hits"] == pytest.approx(out["hits_single"], rel=5e-3), out
