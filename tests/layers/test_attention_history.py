@@ -78,7 +78,8 @@ def test_keras_round_trip_with_non_default_arguments(tmp_path, keras_roundtrip):
     assert "combiner" not in config and "recency_decay" not in config
 
 
-def test_trains_inside_a_retrieval_model(synthetic):
+def trained_model(synthetic):
+    """A retrieval model whose query is an AttentionHistory, trained 3 epochs."""
     data, catalogue = synthetic(n=600)
     from ctxfeatures.history import add_history
 
@@ -94,7 +95,32 @@ def test_trains_inside_a_retrieval_model(synthetic):
     )
     model.compile(tf.keras.optimizers.Adam(0.01))
     history = model.fit(model.prepare(data.batch(64)), epochs=3, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    return model, data, history.history["loss"]
+
+
+def test_trains_inside_a_retrieval_model(synthetic):
+    _, _, loss = trained_model(synthetic)
+    assert loss[-1] < loss[0]
+
+
+def test_exported_recommender_serves_it(synthetic, tmp_path):
+    model, data, _ = trained_model(synthetic)
+    model.export_recommender(str(tmp_path / "rec"), k=3, exclude="history")
+    served = tf.saved_model.load(str(tmp_path / "rec")).signatures["serving_default"]
+    batch = next(iter(data.batch(4)))
+    out = served(history=batch["history"])
+    expected = model.query_tower(batch)
+    ids, vectors = model.candidate_embeddings()
+    scores = tf.linalg.matmul(expected, vectors, transpose_b=True).numpy()
+    for row, seen in zip(range(4), batch["history"].numpy()):
+        top = out["ids"][row].numpy().tolist()
+        assert not set(top) & set(seen.tolist())
+        # The served scores are the model's own for those ids.
+        names = ids.numpy().tolist()
+        got = out["scores"][row].numpy()
+        np.testing.assert_allclose(
+            got, scores[row][[names.index(x) for x in top]], rtol=1e-4, atol=1e-5
+        )
 
 
 ERRORS = [
