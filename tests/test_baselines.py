@@ -152,6 +152,7 @@ def test_movielens_numbers_match_the_reference_run(ml100k, split):
         assert got["top_10"] == pytest.approx(top10, abs=0.005), (name, got)
 
 
+@pytest.mark.slow
 def test_ease_scores_a_batch_of_long_histories_in_batch_x_catalogue_memory():
     rng = np.random.default_rng(0)
     items = np.arange(2000)

@@ -42,6 +42,7 @@ def test_help():
     assert result.returncode == 0 and "--quick" in result.stdout
 
 
+@pytest.mark.slow
 def test_quick_mode_end_to_end(ml100k, tmp_path):
     chosen = "chosen by validation"
     results, stdout = run_study(

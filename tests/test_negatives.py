@@ -169,6 +169,7 @@ def test_names_give_the_classes():
     assert negatives.__all__
 
 
+@pytest.mark.slow
 def test_negatives_under_mirrored_strategy(run_python):
     code = textwrap.dedent(
         """
