@@ -51,8 +51,8 @@ class Scorer(Protocol):
 class _Ranker:
     """One recommender's scores, catalogue index and compiled step."""
 
-    def __init__(self, ids: tf.Tensor) -> None:
-        self.catalogue = CatalogueIndex(ids)
+    def __init__(self, catalogue: CatalogueIndex) -> None:
+        self.catalogue = catalogue
         self.ids = self.catalogue.ids
         self.step = tf.function(self._step, reduce_retracing=True)
 
@@ -107,7 +107,7 @@ class _Ranker:
 
 class _ScorerRanker(_Ranker):
     def __init__(self, scorer: Scorer) -> None:
-        super().__init__(scorer.candidate_ids)
+        super().__init__(CatalogueIndex(scorer.candidate_ids))
         # Weak: the cache below is keyed by the scorer, which must stay free
         # to be collected.
         self._scorer = weakref.ref(scorer)
@@ -122,8 +122,9 @@ class _ModelRanker(_Ranker):
     """A RetrievalModel: the true item is scored through the candidate tower,
     exactly as TFRS' FactorizedTopK does."""
 
-    def __init__(self, model: Any, ids: tf.Tensor) -> None:
-        super().__init__(ids)
+    def __init__(self, model: Any) -> None:
+        # The model's own index, shared with the losses that read it.
+        super().__init__(model.catalogue.index)
         self._model = weakref.ref(model)  # see _ScorerRanker
         self.key = model.candidate_id
         self.feature_names = (
@@ -150,10 +151,10 @@ def _is_two_tower(model: Any) -> bool:
 def _ranker(model_or_scorer: Any) -> tuple[_Ranker, Any]:
     if _is_two_tower(model_or_scorer):
         # Embedded once per evaluation: the catalogue's vectors change in fit.
-        ids, vectors = model_or_scorer.catalogue.embed()
+        _, vectors = model_or_scorer.catalogue.embed()
         ranker = _RANKERS.get(model_or_scorer)
         if ranker is None:
-            ranker = _RANKERS[model_or_scorer] = _ModelRanker(model_or_scorer, ids)
+            ranker = _RANKERS[model_or_scorer] = _ModelRanker(model_or_scorer)
         return ranker, vectors
     if not isinstance(model_or_scorer, Scorer):
         raise TypeError(

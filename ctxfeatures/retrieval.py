@@ -141,11 +141,15 @@ class RetrievalModel(tfrs.models.Model):
         return self.catalogue.embed(batch_size)
 
     # ----------------------------------------------------------------- input
+    @property
+    def _loss_reads_ids(self) -> bool:
+        return self.remove_accidental_hits or self.negatives.needs_ids
+
     def _context_keys(self, required: bool = True) -> list[str]:
         """Raw columns kept in prepared batches: those the loss reads, and
         (when not ``required``) the candidate id, which evaluation reads."""
         keys = [self.sample_weight_key, self.sampling_probability_key]
-        if self.remove_accidental_hits or self.negatives.needs_ids or not required:
+        if self._loss_reads_ids or not required:
             keys.append(self.candidate_id)
         return [key for key in keys if key is not None]
 
@@ -269,8 +273,7 @@ class RetrievalModel(tfrs.models.Model):
             warn_single_example(query)
         weight = self._context(batch, self.sample_weight_key)
         probability = self._context(batch, self.sampling_probability_key)
-        keep_ids = self.remove_accidental_hits or self.negatives.needs_ids
-        ids = batch.context[self.candidate_id] if keep_ids else None
+        ids = batch.context[self.candidate_id] if self._loss_reads_ids else None
         return self.negatives.loss(
             self, query, candidate, ids=ids, weight=weight, probability=probability
         )
