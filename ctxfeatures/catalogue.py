@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from ctxfeatures.layers._inputs import batched
@@ -42,7 +43,6 @@ class Catalogue:
         self.tower = tower
         self.candidate_id = candidate_id
         self.dataset = self._check(candidates)
-        self._batches: dict[int, list[dict[str, tf.Tensor]]] = {}
         self._index: CatalogueIndex | None = None
         self._prepared: tuple[tf.Tensor, dict[str, Any]] | None = None
         # One compiled function for the catalogue's life: never retraced.
@@ -85,25 +85,23 @@ class Catalogue:
             raise ValueError(f"Tower '{tower.name}': the candidate catalogue is empty.")
         return candidates
 
-    def batches(self, batch_size: int = _BATCH) -> list[dict[str, tf.Tensor]]:
-        """The catalogue's id and tower features, read from its dataset once."""
-        if batch_size not in self._batches:
-            keys = list(dict.fromkeys([self.candidate_id, *self.tower.feature_names]))
-            self._batches = {
-                batch_size: [
-                    {key: batch[key] for key in keys}
-                    for batch in batched(self.dataset, batch_size)
-                ]
-            }
-        return self._batches[batch_size]
+    def stream(self, batch_size: int = _BATCH) -> tf.data.Dataset:
+        """The catalogue's id and tower features in batches, read from its
+        dataset on each pass (never held in Python lists)."""
+        keys = list(dict.fromkeys([self.candidate_id, *self.tower.feature_names]))
+        return (
+            batched(self.dataset, batch_size)
+            .map(lambda batch: {key: batch[key] for key in keys})
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
     @property
     def index(self) -> CatalogueIndex:
         """The :class:`CatalogueIndex` of the catalogue's ids, built once."""
         if self._index is None:
             with tf.init_scope():
-                ids = [batch[self.candidate_id] for batch in self.batches()]
-                self._index = CatalogueIndex(tf.concat(ids, axis=0))
+                ids = self.stream().map(lambda batch: batch[self.candidate_id])
+                self._index = CatalogueIndex(tf.concat(list(ids), axis=0))
         return self._index
 
     def prepared(self) -> tuple[tf.Tensor, dict[str, Any]]:
@@ -112,7 +110,7 @@ class Catalogue:
         embed the catalogue at every training step. Adapt the tower first."""
         if self._prepared is None:
             with tf.init_scope():
-                batches = self.batches()
+                batches = list(self.stream())
                 features = {
                     key: tf.concat([batch[key] for batch in batches], axis=0)
                     for key in batches[0]
@@ -124,12 +122,31 @@ class Catalogue:
         return self._prepared
 
     def embed(self, batch_size: int = _BATCH) -> tuple[tf.Tensor, tf.Tensor]:
-        """``(ids, vectors)`` of the whole catalogue, embedded now."""
-        ids, vectors = [], []
-        for batch in self.batches(batch_size):
-            ids.append(batch[self.candidate_id])
-            vectors.append(self._embed(batch))
-        return tf.concat(ids, axis=0), tf.concat(vectors, axis=0)
+        """``(ids, vectors)`` of the whole catalogue, embedded now.
+
+        Streamed from the dataset: each batch's vectors are written into one
+        buffer of the final size, so a catalogue of 10**7 items needs its
+        vectors once in memory, not twice.
+        """
+        ids = self.index.ids
+        vectors = None
+        start = 0
+        for batch in self.stream(batch_size):
+            chunk = self._embed(batch).numpy()
+            if vectors is None:
+                vectors = _aligned_empty((int(ids.shape[0]), chunk.shape[1]), chunk)
+            vectors[start : start + len(chunk)] = chunk
+            start += len(chunk)
+        # DLPack hands the buffer to TensorFlow without a copy.
+        return ids, tf.experimental.dlpack.from_dlpack(vectors.__dlpack__())
+
+
+def _aligned_empty(shape: tuple[int, int], like: np.ndarray) -> np.ndarray:
+    """An uninitialised array aligned for TensorFlow (64 bytes)."""
+    size = shape[0] * shape[1]
+    raw = np.empty(size + 64 // like.itemsize, like.dtype)
+    offset = (-raw.ctypes.data % 64) // like.itemsize
+    return raw[offset : offset + size].reshape(shape)
 
 
 class CatalogueIndex(tf.Module):
@@ -156,10 +173,16 @@ class CatalogueIndex(tf.Module):
         )
         # Catalogue position -> distinct id, and distinct id -> first position.
         self.position = tf.cast(position, tf.int64)
+        size = tf.shape(self.ids, out_type=tf.int64)[0]
         self.first = tf.math.unsorted_segment_min(
-            tf.range(tf.shape(self.ids, out_type=tf.int64)[0]),
-            self.position,
-            self.unique_count,
+            tf.range(size), self.position, self.unique_count
+        )
+        # Distinct id -> all its positions (ragged), for exclusion by id.
+        order = tf.argsort(self.position, stable=True)
+        self.positions_of = tf.RaggedTensor.from_value_rowids(
+            tf.cast(order, tf.int64),
+            tf.gather(self.position, order),
+            nrows=self.unique_count,
         )
 
     def lookup(self, values: tf.Tensor) -> tf.Tensor:
@@ -168,11 +191,19 @@ class CatalogueIndex(tf.Module):
             values = tf.cast(values, tf.int64)
         return self.table.lookup(values)
 
-    def seen(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
-        """``(batch, distinct ids)`` mask of each row's items in ``exclude``.
+    def excluded_keys(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
+        """Sorted, distinct ``position * batch + row`` of the entries to drop.
 
-        ``exclude`` is ``(batch, length)`` or ragged; padding and ids outside
-        the catalogue are ignored.
+        One key per (request row, catalogue position) whose id is in that
+        row's ``exclude`` list (every position of a duplicated id). Memory is
+        the size of ``exclude``, never ``batch * num_candidates``: the keys
+        are sorted by position, so a chunk of the catalogue finds its own
+        with two binary searches (:meth:`chunk_mask`).
+
+        Args:
+            exclude: ``(batch, length)`` ids, or ragged; padding and ids
+                outside the catalogue are ignored.
+            batch: The number of request rows (int64 scalar).
         """
         if isinstance(exclude, tf.RaggedTensor):
             rows, values = exclude.value_rowids(), exclude.flat_values
@@ -181,13 +212,35 @@ class CatalogueIndex(tf.Module):
             rows = tf.repeat(tf.range(batch), width)
             values = tf.reshape(exclude, [-1])
         distinct = self.lookup(values)
-        flat = tf.boolean_mask(rows * self.unique_count + distinct, distinct >= 0)
-        cells = tf.cast(batch * self.unique_count, tf.int32)
-        counts = tf.math.bincount(
-            tf.cast(flat, tf.int32), minlength=cells, maxlength=cells
-        )
-        return tf.reshape(counts > 0, [-1, self.unique_count])
+        known = distinct >= 0
+        rows, distinct = tf.boolean_mask(rows, known), tf.boolean_mask(distinct, known)
+        # Every catalogue position holding each excluded id.
+        positions = tf.gather(self.positions_of, distinct)
+        rows = tf.gather(rows, positions.value_rowids())
+        # A history may name an item twice: keep each key once (unique keeps
+        # the order of first occurrences, so sorted stays sorted).
+        keys, _ = tf.unique(tf.sort(positions.flat_values * batch + rows))
+        return keys
 
-    def excluded(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
-        """``(batch, num_candidates)`` mask of the catalogue entries to drop."""
-        return tf.gather(self.seen(exclude, batch), self.position, axis=1)
+    def chunk_mask(
+        self, keys: tf.Tensor, batch: tf.Tensor, start: tf.Tensor, stop: tf.Tensor
+    ) -> tf.Tensor:
+        """``(batch, stop - start)`` mask of the excluded entries of a chunk.
+
+        ``keys`` come from :meth:`excluded_keys` with the same ``batch``.
+        """
+        bounds = tf.searchsorted(keys, tf.stack([start * batch, stop * batch]))
+        chunk = keys[bounds[0] : bounds[1]]
+        width = stop - start
+        cells = (chunk % batch) * width + chunk // batch - start
+        size = tf.cast(batch * width, tf.int32)
+        counts = tf.math.bincount(
+            tf.cast(cells, tf.int32), minlength=size, maxlength=size
+        )
+        return tf.reshape(counts > 0, tf.stack([batch, width]))
+
+    def contains(self, keys: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
+        """Whether each ``position * batch + row`` in ``query`` is in ``keys``."""
+        where = tf.searchsorted(keys, tf.reshape(query, [-1]))
+        found = tf.gather(tf.concat([keys, [-1]], 0), where)
+        return tf.reshape(found == tf.reshape(query, [-1]), tf.shape(query))

@@ -27,6 +27,9 @@ __all__ = ["DEFAULT_KS", "CatalogueIndex", "Scorer", "evaluate_top_k"]
 #: size are dropped).
 DEFAULT_KS = (1, 5, 10, 50, 100)
 _EVAL_BATCH = 4096
+# Scores held at once per batch (rows x catalogue chunk): 2**24 float32 is
+# 64 MB, whatever the catalogue size.
+_CHUNK_CELLS = 2**24
 
 
 @runtime_checkable
@@ -64,27 +67,27 @@ class _Ranker:
         exclude: Any,
         positive_id: tf.Tensor,
         cutoffs: tf.Tensor,
+        chunk_size: tf.Tensor,
     ) -> tf.Tensor:
         """Per-metric sums over one batch: hits and NDCG per k, RR, count."""
         catalogue = self.catalogue
-        scores, positive = self.scores(batch, extra)
         distinct = catalogue.lookup(positive_id)
         # One rule for models and scorers: a true item outside the catalogue
         # cannot be recommended, so it is a miss (a model could otherwise
         # score it through its candidate tower and count a hit).
         miss = distinct < 0
-        if positive is None:
-            where = tf.gather(catalogue.first, tf.maximum(distinct, 0))
-            positive = tf.gather(scores, where, batch_dims=1)
-        better = scores > positive[:, None]
+        chunk_scores, positive = self.scores(batch, extra, positive_id, distinct)
+        rows = tf.shape(positive, out_type=tf.int64)[0]
+        keys = None
         if exclude is not None:
-            seen = catalogue.seen(exclude, tf.shape(scores, out_type=tf.int64)[0])
-            better &= ~tf.gather(seen, catalogue.position, axis=1)
+            keys = catalogue.excluded_keys(exclude, rows)
             # A true item among the excluded ones cannot be recommended.
-            seen_positive = tf.gather(seen, tf.maximum(distinct, 0), batch_dims=1)
-            miss |= seen_positive & (distinct >= 0)
-        # Integer counting is the cheap pass over the (batch, catalogue) scores.
-        count = tf.reduce_sum(tf.cast(better, tf.int32), axis=1)
+            first = tf.gather(catalogue.first, tf.maximum(distinct, 0))
+            seen = catalogue.contains(keys, first * rows + tf.range(rows))
+            miss |= seen & (distinct >= 0)
+        count = self._count_better(
+            chunk_scores, positive, distinct, keys, rows, chunk_size
+        )
         rank = 1.0 + tf.cast(count, tf.float64)
         found = tf.cast(~miss, tf.float64)
         cut = tf.cast(cutoffs, tf.float64)[None, :]
@@ -100,8 +103,46 @@ class _Ranker:
             axis=0,
         )
 
-    def scores(self, batch: Mapping[str, Any], extra: Any) -> tuple[Any, Any]:
-        """``(scores, true-item scores or None)`` of one batch."""
+    def _count_better(
+        self,
+        chunk_scores: Any,
+        positive: tf.Tensor,
+        distinct: tf.Tensor,
+        keys: tf.Tensor | None,
+        rows: tf.Tensor,
+        chunk_size: tf.Tensor,
+    ) -> tf.Tensor:
+        """Entries scoring above each row's true item, one catalogue chunk at
+        a time: memory is ``rows * chunk_size`` whatever the catalogue size."""
+        size = tf.shape(self.ids, out_type=tf.int64)[0]
+
+        def body(start: tf.Tensor, count: tf.Tensor) -> tuple:
+            stop = tf.minimum(start + chunk_size, size)
+            better = chunk_scores(start, stop) > positive[:, None]
+            # The true item never outranks itself. A model scores its own
+            # entry with another kernel than the true item's score, and float
+            # rounding would otherwise put it above in about half the rows
+            # (TFRS' FactorizedTopK counts those: its top-1 reads low).
+            better &= self.catalogue.position[start:stop][None, :] != distinct[:, None]
+            if keys is not None:
+                better &= ~self.catalogue.chunk_mask(keys, rows, start, stop)
+            # Integer counting is the cheap pass over the scores.
+            return stop, count + tf.reduce_sum(tf.cast(better, tf.int32), axis=1)
+
+        _, count = tf.while_loop(
+            lambda start, _: start < size,
+            body,
+            (tf.constant(0, tf.int64), tf.zeros(tf.cast(rows, tf.int32), tf.int32)),
+            shape_invariants=(tf.TensorShape([]), tf.TensorShape([None])),
+            # One chunk at a time: parallel iterations would multiply memory.
+            parallel_iterations=1,
+        )
+        return count
+
+    def scores(
+        self, batch: Mapping[str, Any], extra: Any, ids: tf.Tensor, distinct: tf.Tensor
+    ) -> tuple[Any, tf.Tensor]:
+        """``(scores of catalogue[start:stop] as a function, true-item scores)``."""
         raise NotImplementedError
 
 
@@ -114,8 +155,14 @@ class _ScorerRanker(_Ranker):
         self.key = scorer.candidate_id
         self.feature_names = list(scorer.feature_names)
 
-    def scores(self, batch: Mapping[str, Any], extra: Any) -> tuple[Any, Any]:
-        return tf.cast(self._scorer().score(batch), tf.float32), None
+    def scores(
+        self, batch: Mapping[str, Any], extra: Any, ids: tf.Tensor, distinct: tf.Tensor
+    ) -> tuple[Any, tf.Tensor]:
+        # A scorer gives the whole row at once; only the masks are chunked.
+        scores = tf.cast(self._scorer().score(batch), tf.float32)
+        where = tf.gather(self.catalogue.first, tf.maximum(distinct, 0))
+        positive = tf.gather(scores, where, batch_dims=1)
+        return (lambda start, stop: scores[:, start:stop]), positive
 
 
 class _ModelRanker(_Ranker):
@@ -131,10 +178,19 @@ class _ModelRanker(_Ranker):
             model.query_tower.feature_names + model.candidate_tower.feature_names
         )
 
-    def scores(self, batch: Mapping[str, Any], catalogue: tf.Tensor) -> tuple:
+    def scores(
+        self,
+        batch: Mapping[str, Any],
+        vectors: Any,
+        ids: tf.Tensor,
+        distinct: tf.Tensor,
+    ) -> tuple[Any, tf.Tensor]:
         query, candidate = self._model().embed_batch(batch, training=False)
-        scores = tf.linalg.matmul(query, catalogue, transpose_b=True)
-        return scores, tf.reduce_sum(query * candidate, axis=1)
+
+        def chunk(start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
+            return tf.linalg.matmul(query, vectors[start:stop], transpose_b=True)
+
+        return chunk, tf.reduce_sum(query * candidate, axis=1)
 
 
 # One ranker per recommender, so repeated evaluations never retrace.
@@ -207,6 +263,7 @@ def evaluate_top_k(
     ks: Sequence[int] | None = None,
     exclude: str | None = None,
     batch_size: int = _EVAL_BATCH,
+    chunk_size: int | None = None,
 ) -> dict[str, float]:
     """Ranks the catalogue for every query: hit rate and NDCG at k, and MRR.
 
@@ -238,6 +295,10 @@ def evaluate_top_k(
             not exceed the catalogue size.
         exclude: Optional feature of items to remove from each ranking.
         batch_size: Batch size when ``data`` is unbatched.
+        chunk_size: Catalogue entries scored at once. Memory is
+            ``batch * chunk_size`` scores and mask cells, whatever the
+            catalogue size; the result does not depend on it. By default
+            ``2**24 // batch`` (64 MB of scores).
 
     Returns:
         ``{"top_1": ..., "ndcg_1": ..., ..., "mrr": ...}``, each in ``[0, 1]``.
@@ -262,6 +323,15 @@ def evaluate_top_k(
     """
     if not (isinstance(data, tf.data.Dataset) and _is_prepared(data.element_spec)):
         check_feature_dataset(data, "evaluate_top_k()")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise ValueError(
+            f"`chunk_size` must be an integer >= 1 or None. Received: "
+            f"chunk_size={chunk_size!r}"
+        )
     ranker, extra = _ranker(model_or_scorer)
     ks = _check_ks(ks, int(ranker.ids.shape[0]))
     spec = data.element_spec
@@ -301,7 +371,11 @@ def evaluate_top_k(
         ids = batch.context[ranker.key] if prepared else batch[ranker.key]
         positive_id = tf.reshape(ids, [-1])
         excluded = batch[exclude] if exclude is not None else None
-        totals += ranker.step(batch, extra, excluded, positive_id, cutoffs).numpy()
+        rows = max(1, int(positive_id.shape[0]))
+        chunk = tf.constant(chunk_size or max(1, _CHUNK_CELLS // rows), tf.int64)
+        totals += ranker.step(
+            batch, extra, excluded, positive_id, cutoffs, chunk
+        ).numpy()
     count = totals[-1]
     if count == 0:
         raise ValueError("evaluate_top_k() received an empty dataset.")

@@ -25,6 +25,7 @@ from ctxfeatures._checks import (
 from ctxfeatures._distribute import isolate_collectives
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
+from ctxfeatures.index import IVFIndex
 from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
 from ctxfeatures.losses import InBatchSoftmax
 from ctxfeatures.negatives import Negatives, get_negatives
@@ -339,7 +340,11 @@ class RetrievalModel(tfrs.models.Model):
 
     # ----------------------------------------------------------------- serving
     def export_recommender(
-        self, path: str, k: int = 10, exclude: str | None = None
+        self,
+        path: str,
+        k: int = 10,
+        exclude: str | None = None,
+        index: IVFIndex | None = None,
     ) -> None:
         """Writes a SavedModel that maps raw query features to top-k candidates.
 
@@ -357,17 +362,25 @@ class RetrievalModel(tfrs.models.Model):
         than ``k`` candidates remain, the rest of the row is padding with a
         score of ``-inf``.
 
+        The top ``k`` is exact by default. For large catalogues pass an
+        :class:`~ctxfeatures.index.IVFIndex`: an approximate inverted-file
+        index built now and kept inside the SavedModel (plain TensorFlow ops).
+
         Args:
             path: Directory to write.
             k: Number of candidates returned per query.
             exclude: Optional request feature of candidates never to return.
+            index: ``None`` for exact top-k, or an ``IVFIndex`` to build.
 
         Raises:
             ValueError: ``k`` below 1 or above the catalogue size, or an
                 ``exclude`` query feature that is not a list of ids.
+            TypeError: an ``index`` that is not an ``IVFIndex``.
         """
         ids, vectors = self.catalogue.embed()
-        export_recommender(self.query_tower, ids, vectors, path, k=k, exclude=exclude)
+        export_recommender(
+            self.query_tower, ids, vectors, path, k=k, exclude=exclude, index=index
+        )
 
 
 def build_retrieval_model(

@@ -8,47 +8,28 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.catalogue import CatalogueIndex
+from ctxfeatures.index import ExactSearch, IVFIndex
 from ctxfeatures.tower import Tower
 
 
 class _Recommender(tf.Module):
-    """Query tower + frozen catalogue embeddings, servable without ctxfeatures."""
+    """Query tower + a searcher over the frozen catalogue, servable without
+    ctxfeatures."""
 
     def __init__(
-        self,
-        query_tower: Tower,
-        catalogue: CatalogueIndex,
-        vectors: tf.Tensor,
-        k: int,
-        exclude: str | None,
+        self, query_tower: Tower, searcher: Any, k: int, exclude: str | None
     ) -> None:
         super().__init__(name="recommender")
         self.query_tower = query_tower
-        self.catalogue = catalogue
-        self.candidate_ids = tf.Variable(
-            catalogue.ids, trainable=False, name="candidate_ids"
-        )
-        self.candidate_vectors = tf.Variable(
-            vectors, trainable=False, name="candidate_vectors"
-        )
+        self.searcher = searcher
         self.k = k
         self.exclude = exclude
 
     def rank(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         query = self.query_tower(features, training=False)
-        scores = tf.linalg.matmul(query, self.candidate_vectors, transpose_b=True)
-        if self.exclude is not None:
-            batch = tf.shape(query, out_type=tf.int64)[0]
-            excluded = self.catalogue.excluded(features[self.exclude], batch)
-            scores = tf.where(excluded, tf.constant(-np.inf, scores.dtype), scores)
-        top = tf.math.top_k(scores, k=self.k)
-        ids = tf.gather(self.candidate_ids, top.indices)
-        if self.exclude is not None:
-            # Fewer than k candidates left: pad, never return an excluded one.
-            pad = tf.constant("" if ids.dtype == tf.string else -1, ids.dtype)
-            ids = tf.where(tf.math.is_inf(top.values), pad, ids)
-        return {"ids": ids, "scores": top.values}
+        exclude = features[self.exclude] if self.exclude is not None else None
+        ids, scores = self.searcher.search(query, self.k, exclude)
+        return {"ids": ids, "scores": scores}
 
 
 def export_recommender(
@@ -58,6 +39,7 @@ def export_recommender(
     path: str,
     k: int = 10,
     exclude: str | None = None,
+    index: IVFIndex | None = None,
 ) -> None:
     """Writes the recommender SavedModel (see ``RetrievalModel.export_recommender``)."""
     size = int(vectors.shape[0])
@@ -69,18 +51,24 @@ def export_recommender(
         raise ValueError(
             f"`k` must be between 1 and the catalogue size ({size}). Received: k={k!r}"
         )
-    catalogue = CatalogueIndex(ids)
+    if index is not None and not isinstance(index, IVFIndex):
+        raise TypeError(
+            "`index` must be None (exact top-k) or a ctxfeatures.index.IVFIndex. "
+            f"Received: {type(index).__name__}"
+        )
     signature = {
         name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
         for name, spec in query_tower.input_signature().items()
     }
+    id_dtype = tf.string if ids.dtype == tf.string else tf.int64
     if exclude is not None:
-        _check_exclude_spec(signature, exclude, catalogue.ids.dtype)
+        _check_exclude_spec(signature, exclude, id_dtype)
         signature.setdefault(
-            exclude, tf.TensorSpec([None, None], catalogue.ids.dtype, name=exclude)
+            exclude, tf.TensorSpec([None, None], id_dtype, name=exclude)
         )
     _check_writable(path)
-    module = _Recommender(query_tower, catalogue, vectors, int(k), exclude)
+    searcher = ExactSearch(ids, vectors) if index is None else index.build(ids, vectors)
+    module = _Recommender(query_tower, searcher, int(k), exclude)
     serve = tf.function(lambda **features: module.rank(features))
     concrete = serve.get_concrete_function(**signature)
     # `recommend` also takes the usual variants of the signature: int32 for

@@ -67,12 +67,15 @@ def test_history_model_evaluates_with_exclusion(history_model):
     assert model.evaluate_top_k(prepared, ks=(1, 12)) == pytest.approx(plain)
 
 
+@pytest.mark.parametrize("index", ["exact", "ivf"])
 def test_export_excludes_history_and_serves_without_ctxfeatures(
-    run_python, history_model, tmp_path
+    run_python, history_model, tmp_path, index
 ):
     model, _ = history_model
     path = str(tmp_path / "recommender")
-    model.export_recommender(path, k=4, exclude="history")
+    # Probing every partition, the index must give exactly the exact answer.
+    ivf = cf.index.IVFIndex(num_partitions=3, probes=3) if index == "ivf" else None
+    model.export_recommender(path, k=4, exclude="history", index=ivf)
     requests = {
         "user_id": ["u1", "never-seen", "u2", "u3"],
         "history": [
@@ -130,6 +133,7 @@ EXPORT_ERRORS = [
     ("k-zero", dict(k=0), ValueError, "between 1 and the catalogue size"),
     ("k-float", dict(k=2.5), ValueError, "Received: k=2.5"),
     ("exclude-not-a-name", dict(exclude=3), TypeError, "feature name or None"),
+    ("index-a-name", dict(index="ivf"), TypeError, "`index` must be None"),
 ]
 
 
