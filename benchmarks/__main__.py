@@ -1,4 +1,7 @@
-"""``python -m benchmarks COMMAND [options]``: run, history, profile, distributed."""
+"""``python -m benchmarks COMMAND [options]``.
+
+Commands: run, history, profile, distributed, catalogue.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ COMMANDS = {
     "history": "benchmarks.history",
     "profile": "benchmarks.profile",
     "distributed": "benchmarks.distributed",
+    "catalogue": "benchmarks.catalogue",
 }
 
 

@@ -110,11 +110,16 @@ class IVFIndex:
     Example:
         >>> rng = np.random.default_rng(0)
         >>> vectors = rng.normal(size=(1000, 8)).astype("float32")
-        >>> search = IVFIndex(num_partitions=16, probes=4).build(
-        ...     np.arange(1000), vectors)
+        >>> # Probing all 16 partitions: exactly the exact top-k.
+        >>> index = cf.index.IVFIndex(num_partitions=16, probes=16)
+        >>> search = index.build(np.arange(1000), vectors)
         >>> ids, scores = search.search(tf.constant(vectors[:2]), k=3)
         >>> ids.shape
         TensorShape([2, 3])
+        >>> exact, _ = cf.index.ExactSearch(np.arange(1000), vectors).search(
+        ...     tf.constant(vectors[:2]), k=3)
+        >>> cf.index.recall(ids, exact)
+        1.0
     """
 
     def __init__(

@@ -25,7 +25,7 @@ from ctxfeatures._checks import (
 from ctxfeatures._distribute import isolate_collectives
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
-from ctxfeatures.index import IVFIndex
+from ctxfeatures.index import IVFIndex, IVFSearch
 from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
 from ctxfeatures.losses import InBatchSoftmax
 from ctxfeatures.negatives import Negatives, get_negatives
@@ -344,7 +344,7 @@ class RetrievalModel(tfrs.models.Model):
         path: str,
         k: int = 10,
         exclude: str | None = None,
-        index: IVFIndex | None = None,
+        index: IVFIndex | IVFSearch | None = None,
     ) -> None:
         """Writes a SavedModel that maps raw query features to top-k candidates.
 
@@ -364,18 +364,21 @@ class RetrievalModel(tfrs.models.Model):
 
         The top ``k`` is exact by default. For large catalogues pass an
         :class:`~ctxfeatures.index.IVFIndex`: an approximate inverted-file
-        index built now and kept inside the SavedModel (plain TensorFlow ops).
+        index built now and kept inside the SavedModel (plain TensorFlow ops),
+        or an ``IVFSearch`` already built from
+        :meth:`candidate_embeddings` (to export it with other ``probes``).
 
         Args:
             path: Directory to write.
             k: Number of candidates returned per query.
             exclude: Optional request feature of candidates never to return.
-            index: ``None`` for exact top-k, or an ``IVFIndex`` to build.
+            index: ``None`` for exact top-k, an ``IVFIndex`` to build, or a
+                built ``IVFSearch``.
 
         Raises:
             ValueError: ``k`` below 1 or above the catalogue size, or an
                 ``exclude`` query feature that is not a list of ids.
-            TypeError: an ``index`` that is not an ``IVFIndex``.
+            TypeError: an ``index`` of another kind.
         """
         ids, vectors = self.catalogue.embed()
         export_recommender(

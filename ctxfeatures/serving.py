@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ctxfeatures.index import ExactSearch, IVFIndex
+from ctxfeatures.index import ExactSearch, IVFIndex, IVFSearch
 from ctxfeatures.tower import Tower
 
 
@@ -39,7 +39,7 @@ def export_recommender(
     path: str,
     k: int = 10,
     exclude: str | None = None,
-    index: IVFIndex | None = None,
+    index: IVFIndex | IVFSearch | None = None,
 ) -> None:
     """Writes the recommender SavedModel (see ``RetrievalModel.export_recommender``)."""
     size = int(vectors.shape[0])
@@ -51,10 +51,15 @@ def export_recommender(
         raise ValueError(
             f"`k` must be between 1 and the catalogue size ({size}). Received: k={k!r}"
         )
-    if index is not None and not isinstance(index, IVFIndex):
+    if index is not None and not isinstance(index, (IVFIndex, IVFSearch)):
         raise TypeError(
-            "`index` must be None (exact top-k) or a ctxfeatures.index.IVFIndex. "
-            f"Received: {type(index).__name__}"
+            "`index` must be None (exact top-k), a ctxfeatures.index.IVFIndex "
+            f"or a built IVFSearch. Received: {type(index).__name__}"
+        )
+    if isinstance(index, IVFSearch) and index.size != size:
+        raise ValueError(
+            f"The built index holds {index.size} candidates but the catalogue "
+            f"has {size}: build it from this catalogue's vectors."
         )
     signature = {
         name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
@@ -67,7 +72,10 @@ def export_recommender(
             exclude, tf.TensorSpec([None, None], id_dtype, name=exclude)
         )
     _check_writable(path)
-    searcher = ExactSearch(ids, vectors) if index is None else index.build(ids, vectors)
+    if index is None:
+        searcher = ExactSearch(ids, vectors)
+    else:
+        searcher = index.build(ids, vectors) if isinstance(index, IVFIndex) else index
     module = _Recommender(query_tower, searcher, int(k), exclude)
     serve = tf.function(lambda **features: module.rank(features))
     concrete = serve.get_concrete_function(**signature)

@@ -54,6 +54,7 @@ PUBLIC_MODULES = {
     "ctxfeatures.training": ctxfeatures.training.__all__,
     "ctxfeatures.saving": ctxfeatures.saving.__all__,
     "ctxfeatures.negatives": ctxfeatures.negatives.__all__,
+    "ctxfeatures.index": ctxfeatures.index.__all__,
     "ctxfeatures.splits": ["random_split", "chronological_split", "leave_last_out"],
     "ctxfeatures.datasets.movielens": [
         "DATASETS",

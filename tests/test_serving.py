@@ -134,6 +134,12 @@ EXPORT_ERRORS = [
     ("k-float", dict(k=2.5), ValueError, "Received: k=2.5"),
     ("exclude-not-a-name", dict(exclude=3), TypeError, "feature name or None"),
     ("index-a-name", dict(index="ivf"), TypeError, "`index` must be None"),
+    (
+        "index-of-another-catalogue",
+        dict(index=cf.index.IVFIndex(1).build(["a", "b"], np.eye(2, 8, dtype="f4"))),
+        ValueError,
+        "holds 2 candidates but the catalogue has 12",
+    ),
 ]
 
 
