@@ -76,7 +76,7 @@ class _Ranker:
         # cannot be recommended, so it is a miss (a model could otherwise
         # score it through its candidate tower and count a hit).
         miss = distinct < 0
-        chunk_scores, positive = self.scores(batch, extra, positive_id, distinct)
+        chunk_scores, positive = self.scores(batch, extra, distinct)
         rows = tf.shape(positive, out_type=tf.int64)[0]
         keys = None
         if exclude is not None:
@@ -140,7 +140,7 @@ class _Ranker:
         return count
 
     def scores(
-        self, batch: Mapping[str, Any], extra: Any, ids: tf.Tensor, distinct: tf.Tensor
+        self, batch: Mapping[str, Any], extra: Any, distinct: tf.Tensor
     ) -> tuple[Any, tf.Tensor]:
         """``(scores of catalogue[start:stop] as a function, true-item scores)``."""
         raise NotImplementedError
@@ -156,7 +156,7 @@ class _ScorerRanker(_Ranker):
         self.feature_names = list(scorer.feature_names)
 
     def scores(
-        self, batch: Mapping[str, Any], extra: Any, ids: tf.Tensor, distinct: tf.Tensor
+        self, batch: Mapping[str, Any], extra: Any, distinct: tf.Tensor
     ) -> tuple[Any, tf.Tensor]:
         # A scorer gives the whole row at once; only the masks are chunked.
         scores = tf.cast(self._scorer().score(batch), tf.float32)
@@ -179,11 +179,7 @@ class _ModelRanker(_Ranker):
         )
 
     def scores(
-        self,
-        batch: Mapping[str, Any],
-        vectors: Any,
-        ids: tf.Tensor,
-        distinct: tf.Tensor,
+        self, batch: Mapping[str, Any], vectors: Any, distinct: tf.Tensor
     ) -> tuple[Any, tf.Tensor]:
         query, candidate = self._model().embed_batch(batch, training=False)
 

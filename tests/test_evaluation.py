@@ -140,7 +140,8 @@ def test_chunk_size_errors(chunk_size):
 
 
 _LARGE_CATALOGUE = """
-import resource, numpy as np, tensorflow as tf, ctxfeatures as cf
+import numpy as np, tensorflow as tf, ctxfeatures as cf
+from benchmarks.harness import status_mib
 from ctxfeatures import evaluation
 items = np.arange({items}, dtype=np.int64)
 catalogue = tf.data.Dataset.from_tensor_slices({{"item": items}})
@@ -152,10 +153,12 @@ model = cf.build_retrieval_model(
     {{"item": cf.IdEmbedding(8, id_dtype="int64")}},
     catalogue, candidate_id="item", adapt_data=events, head_units=())
 model.candidate_embeddings()  # the catalogue's own vectors, before measuring
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+# VmHWM, not ru_maxrss (Linux carries ru_maxrss over exec from the
+# parent), reset first so that it holds this evaluation's peak only.
+open("/proc/self/clear_refs", "w").write("5")
+before = status_mib("VmRSS")
 result = evaluation.evaluate_top_k(model, events.batch(4096), exclude="history")
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-print("growth_gib", after - before, result["top_100"])
+print("growth_gib", (status_mib("VmHWM") - before) / 1024, result["top_100"])
 """
 
 
@@ -250,3 +253,33 @@ def test_prepared_batches_without_the_id_column_are_refused(synthetic, build_mod
     stripped = model.prepare(data.batch(16)).map(lambda b: b._replace(context={}))
     with pytest.raises(ValueError, match="lack the true item's id 'item'"):
         model.evaluate_top_k(stripped, ks=[1])
+
+
+_EMBED = """
+import numpy as np, tensorflow as tf, ctxfeatures as cf
+from benchmarks.harness import status_mib
+size = 2**21
+catalogue = tf.data.Dataset.from_tensor_slices({"item": np.arange(size)})
+tower = cf.Tower(
+    {"item": cf.IdEmbedding(64, id_dtype="int64", num_hash_bins=4096)},
+    head_units=())
+model = cf.RetrievalModel(tower, tower, catalogue, candidate_id="item")
+model.catalogue.index  # the id table, built before measuring
+open("/proc/self/clear_refs", "w").write("5")  # VmHWM from here
+before = status_mib("VmRSS")
+ids, vectors = model.candidate_embeddings()
+growth = status_mib("VmHWM") - before
+probe = tower({"item": tf.constant([0, 5, size - 1])})
+same = bool(tf.reduce_all(tf.gather(vectors, [0, 5, size - 1]) == probe))
+print(growth, size * 64 * 4 / 2**20, same, int(ids[-1]))
+"""
+
+
+def test_the_catalogue_is_embedded_into_one_buffer(run_python):
+    # 2**21 x 64 float32 = 512 MiB: a list of batches then a concatenation
+    # would hold it twice.
+    done = run_python(_EMBED, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    growth, vectors, same, last = done.stdout.split()[-4:]
+    assert same == "True" and int(last) == 2**21 - 1
+    assert float(growth) < 1.3 * float(vectors), done.stdout
