@@ -137,8 +137,16 @@ class Catalogue:
                 vectors = _aligned_empty((int(ids.shape[0]), chunk.shape[1]), chunk)
             vectors[start : start + len(chunk)] = chunk
             start += len(chunk)
-        # DLPack hands the buffer to TensorFlow without a copy.
-        return ids, tf.experimental.dlpack.from_dlpack(vectors.__dlpack__())
+        return ids, _to_tensor(vectors)
+
+
+def _to_tensor(array: np.ndarray) -> tf.Tensor:
+    """The array as a tensor: DLPack hands the buffer over without a copy."""
+    try:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    except (AttributeError, BufferError, TypeError, ValueError):
+        # A dtype DLPack cannot carry (e.g. ml_dtypes' bfloat16): one copy.
+        return tf.convert_to_tensor(array)
 
 
 def _aligned_empty(shape: tuple[int, int], like: np.ndarray) -> np.ndarray:
@@ -185,12 +193,14 @@ class CatalogueIndex(tf.Module):
             nrows=self.unique_count,
         )
 
+    @tf.autograph.experimental.do_not_convert
     def lookup(self, values: tf.Tensor) -> tf.Tensor:
         """Distinct-id index of each value; -1 for ids outside the catalogue."""
         if values.dtype != self.ids.dtype:
             values = tf.cast(values, tf.int64)
         return self.table.lookup(values)
 
+    @tf.autograph.experimental.do_not_convert
     def excluded_keys(self, exclude: Any, batch: tf.Tensor) -> tf.Tensor:
         """Sorted, distinct ``position * batch + row`` of the entries to drop.
 
@@ -222,6 +232,7 @@ class CatalogueIndex(tf.Module):
         keys, _ = tf.unique(tf.sort(positions.flat_values * batch + rows))
         return keys
 
+    @tf.autograph.experimental.do_not_convert
     def chunk_mask(
         self, keys: tf.Tensor, batch: tf.Tensor, start: tf.Tensor, stop: tf.Tensor
     ) -> tf.Tensor:
@@ -239,6 +250,7 @@ class CatalogueIndex(tf.Module):
         )
         return tf.reshape(counts > 0, tf.stack([batch, width]))
 
+    @tf.autograph.experimental.do_not_convert
     def contains(self, keys: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
         """Whether each ``position * batch + row`` in ``query`` is in ``keys``."""
         where = tf.searchsorted(keys, tf.reshape(query, [-1]))

@@ -58,6 +58,7 @@ class ExactSearch(tf.Module):
     def size(self) -> int:
         return int(self.vectors.shape[0])
 
+    @tf.autograph.experimental.do_not_convert
     def search(
         self, query: tf.Tensor, k: int, exclude: Any = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -252,6 +253,7 @@ class IVFSearch(tf.Module):
     def size(self) -> int:
         return int(self.vectors.shape[0])
 
+    @tf.autograph.experimental.do_not_convert
     def search(
         self, query: tf.Tensor, k: int, exclude: Any = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -269,6 +271,7 @@ class IVFSearch(tf.Module):
             tf.linalg.matmul(query, self.centroids, transpose_b=True), self.probes
         ).indices
 
+        @tf.autograph.experimental.do_not_convert
         def one(row: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             # This query's candidates: the positions of its probed partitions.
             parts = best[row]

@@ -25,6 +25,7 @@ class _Recommender(tf.Module):
         self.k = k
         self.exclude = exclude
 
+    @tf.autograph.experimental.do_not_convert
     def rank(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         query = self.query_tower(features, training=False)
         exclude = features[self.exclude] if self.exclude is not None else None
