@@ -40,7 +40,22 @@ def _padding(dtype: tf.DType) -> tf.Tensor:
     return tf.constant("" if dtype == tf.string else -1, dtype)
 
 
-class ExactSearch(tf.Module):
+class _Search(tf.Module):
+    """Catalogue ids (with their exclusion index) and vectors, as variables."""
+
+    def __init__(self, ids: Any, vectors: Any, name: str) -> None:
+        super().__init__(name=name)
+        self.catalogue = CatalogueIndex(ids)
+        self.ids = tf.Variable(self.catalogue.ids, trainable=False, name="ids")
+        self.vectors = tf.Variable(vectors, trainable=False, name="vectors")
+
+    @property
+    def size(self) -> int:
+        """Number of candidates."""
+        return int(self.vectors.shape[0])
+
+
+class ExactSearch(_Search):
     """Brute-force top-k: every candidate scored (the default of export).
 
     Args:
@@ -49,14 +64,7 @@ class ExactSearch(tf.Module):
     """
 
     def __init__(self, ids: Any, vectors: Any) -> None:
-        super().__init__(name="exact_search")
-        self.catalogue = CatalogueIndex(ids)
-        self.ids = tf.Variable(self.catalogue.ids, trainable=False, name="ids")
-        self.vectors = tf.Variable(vectors, trainable=False, name="vectors")
-
-    @property
-    def size(self) -> int:
-        return int(self.vectors.shape[0])
+        super().__init__(ids, vectors, name="exact_search")
 
     @tf.autograph.experimental.do_not_convert
     def search(
@@ -226,7 +234,7 @@ def _nearest(points: tf.Tensor, centroids: tf.Tensor) -> tf.Tensor:
     return tf.concat(parts, axis=0)
 
 
-class IVFSearch(tf.Module):
+class IVFSearch(_Search):
     """A built inverted-file index (see :class:`IVFIndex`), ready to search.
 
     Variables: the centroids, the partition offsets, and the catalogue's ids
@@ -241,17 +249,10 @@ class IVFSearch(tf.Module):
         offsets: tf.Tensor,
         probes: int,
     ) -> None:
-        super().__init__(name="ivf_search")
-        self.catalogue = CatalogueIndex(ids)
-        self.ids = tf.Variable(self.catalogue.ids, trainable=False, name="ids")
-        self.vectors = tf.Variable(vectors, trainable=False, name="vectors")
+        super().__init__(ids, vectors, name="ivf_search")
         self.centroids = tf.Variable(centroids, trainable=False, name="centroids")
         self.offsets = tf.Variable(offsets, trainable=False, name="offsets")
         self.probes = probes
-
-    @property
-    def size(self) -> int:
-        return int(self.vectors.shape[0])
 
     @tf.autograph.experimental.do_not_convert
     def search(

@@ -162,6 +162,7 @@ print("growth_gib", (status_mib("VmHWM") - before) / 1024, result["top_100"])
 """
 
 
+@pytest.mark.slow  # a child process: once, in the main suite
 def test_evaluation_memory_does_not_grow_with_the_catalogue(run_python):
     # 4,096 queries x 300,000 items: 4.9 GB of scores and 1.2 GB of masks at
     # once without chunks; 64 MB of scores per chunk with them.
@@ -275,6 +276,7 @@ print(growth, size * 64 * 4 / 2**20, same, int(ids[-1]))
 """
 
 
+@pytest.mark.slow  # a child process: once, in the main suite
 def test_the_catalogue_is_embedded_into_one_buffer(run_python):
     # 2**21 x 64 float32 = 512 MiB: a list of batches then a concatenation
     # would hold it twice.
