@@ -604,6 +604,30 @@ def collect(runs: dict, setup: str, protocol: str, name: str, kind: str) -> dict
     return row
 
 
+def table_data(runs: dict, kinds: dict) -> list[dict]:
+    """One summarised row per (setup, protocol, model), in table order.
+
+    ``runs`` maps ``(setup, protocol, model)`` to per-seed results and
+    ``kinds`` maps ``(setup, model)`` to ``(kind, description)``.
+    """
+    rows = []
+    for (setup, protocol, name), values in runs.items():
+        kind, description = kinds[setup, name]
+        row = collect(values, setup, protocol, name, kind)
+        row["description"] = description
+        rows.append(row)
+    order = {name: i for i, name in enumerate([*BASELINES, *MODELS, CHOSEN])}
+    names = [s.name for s in SETUPS]
+    rows.sort(
+        key=lambda r: (
+            PROTOCOLS.index(r["protocol"]),
+            names.index(r["setup"]),
+            order[r["model"]],
+        )
+    )
+    return rows
+
+
 # ----------------------------------------------------------------- report
 def cell(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['sd']:.3f}"
@@ -799,7 +823,7 @@ def run_setup(
         split = make_split(ratings, train_mask(ratings, setup, seed))
         if not args.no_baselines:
             for name, factory in BASELINES.items():
-                kinds[name] = ("baseline", "")
+                kinds[setup.name, name] = ("baseline", "")
                 for protocol in PROTOCOLS:
                     result = run_baseline(factory, split, movie_columns, protocol)
                     if result:
@@ -810,7 +834,8 @@ def run_setup(
                 f"(peak RSS so far {peak_rss_gb():.2f} GB)",
                 flush=True,
             )
-            kinds[spec.name] = ("model", spec.description)
+            # Per setup: each setup's chosen recipe has its own description.
+            kinds[setup.name, spec.name] = ("model", spec.description)
             # The chosen recipe keeps the epochs its search found.
             epochs = 0 if spec.name == CHOSEN else args.epochs
             out = run_model(spec, split, movies, columns, seed, epochs, args.verbose)
@@ -824,27 +849,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     runs: dict[tuple[str, str, str], list[dict]] = {}
-    kinds: dict[str, tuple[str, str]] = {}
+    kinds: dict[tuple[str, str], tuple[str, str]] = {}
     search: dict[str, dict] = {}
     setups = [
         s for s in SETUPS if s.dataset in args.datasets and s.split in args.splits
     ]
     for setup in setups:
         run_setup(setup, args, runs, kinds, search)
-    rows = []
-    for (setup, protocol, name), values in runs.items():
-        row = collect(values, setup, protocol, name, kinds[name][0])
-        row["description"] = kinds[name][1]
-        rows.append(row)
-    order = {name: i for i, name in enumerate([*BASELINES, *MODELS, CHOSEN])}
-    names = [s.name for s in SETUPS]
-    rows.sort(
-        key=lambda r: (
-            PROTOCOLS.index(r["protocol"]),
-            names.index(r["setup"]),
-            order[r["model"]],
-        )
-    )
+    rows = table_data(runs, kinds)
     peak = peak_rss_gb()
     results = {
         "rows": rows,

@@ -13,6 +13,15 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "movielens_context.py"
 
 
+def load_study():
+    """The study script as a module (dataclasses resolve it by name)."""
+    spec = importlib.util.spec_from_file_location("movielens_context", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["movielens_context"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_study(data_dirs, tmp_path, *args):
     folders = data_dirs if isinstance(data_dirs, list) else [data_dirs]
     result = subprocess.run(
@@ -40,6 +49,20 @@ def test_help():
         [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--quick" in result.stdout
+
+
+def test_each_setup_keeps_its_own_chosen_recipe():
+    # A search per setup: the table must not label every setup's chosen row
+    # with the last setup's recipe.
+    study = load_study()
+    run = {"hit@10": 0.1, "hit@100": 0.5, "ndcg@10": 0.05}
+    setups = [s.name for s in study.SETUPS[:2]]
+    runs = {(setup, "next-event", study.CHOSEN): [run] for setup in setups}
+    kinds = {(setup, study.CHOSEN): ("model", f"recipe of {setup}") for setup in setups}
+    rows = study.table_data(runs, kinds)
+    assert [row["description"] for row in rows] == [
+        f"recipe of {setup}" for setup in setups
+    ]
 
 
 @pytest.mark.slow
