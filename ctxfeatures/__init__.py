@@ -16,11 +16,13 @@ repair_zip_seek()
 from ctxfeatures import (  # noqa: E402
     baselines,
     callbacks,
+    engines,
     evaluation,
     history,
     index,
     negatives,
     saving,
+    shards,
     training,
 )
 from ctxfeatures.callbacks import TopKValidation  # noqa: E402
@@ -79,11 +81,13 @@ __all__ = [
     "adapt_towers",
     "baselines",
     "callbacks",
+    "engines",
     "evaluation",
     "history",
     "index",
     "negatives",
     "saving",
+    "shards",
     "training",
     "build_retrieval_model",
     "with_sampling_probability",

@@ -135,6 +135,38 @@ class FeatureLayer(tf.keras.layers.Layer):
         if values.size:
             self._accumulator.update(values)
 
+    @property
+    def pending_state(self) -> Accumulator | None:
+        """Statistics gathered by :meth:`update_state` and not yet finalized.
+
+        A picklable accumulator (see :mod:`ctxfeatures.layers.state`), so one
+        shard's statistics can travel to another process and be merged there
+        with :meth:`merge_state`. None outside an adapt.
+        """
+        return self._accumulator
+
+    def merge_state(self, statistics: Accumulator) -> None:
+        """Adds statistics gathered elsewhere (another shard, another process).
+
+        ``reset_state()``, then ``merge_state`` for each shard's
+        :attr:`pending_state`, then :meth:`finalize_state` learns what one
+        ``adapt`` over all the shards would.
+
+        Raises:
+            TypeError: statistics of another kind of layer.
+        """
+        if not self.needs_adapt:
+            return
+        if self._accumulator is None:
+            self.reset_state()
+        if type(statistics) is not type(self._accumulator):
+            raise TypeError(
+                f"{self._owner()}.merge_state() takes the statistics of the same "
+                f"kind of layer ({type(self._accumulator).__name__}); received "
+                f"{type(statistics).__name__}."
+            )
+        self._accumulator.merge(statistics)
+
     def finalize_state(self) -> None:
         """Turns the accumulated statistics into the layer's state.
 

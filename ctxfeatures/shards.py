@@ -1,0 +1,318 @@
+"""Event logs as Parquet shards: reading, training input, and adapt.
+
+Data engines (:mod:`ctxfeatures.engines`) write their output as many Parquet
+files. This module reads them back without holding the log in memory:
+
+* :func:`read_batches`: numpy batches of the chosen columns, file by file;
+* :func:`parquet_dataset`: a ``tf.data`` input that gives each data-parallel
+  worker its own files (the ``tf.distribute.InputContext`` contract);
+* :func:`adapt_from_shards`: every adaptable layer of some towers learns its
+  state from all shards, each shard read by its own process and the
+  statistics merged, with no second pass.
+
+Needs pyarrow (``pip install "ctxfeatures[engines]"``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import multiprocessing
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from ctxfeatures.layers._inputs import check_positive_int
+
+__all__ = [
+    "adapt_from_shards",
+    "parquet_dataset",
+    "parquet_files",
+    "read_batches",
+]
+
+Source = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def parquet_files(source: Source, owner: str = "parquet_files()") -> list[str]:
+    """The Parquet files of a source, in sorted path order.
+
+    Args:
+        source: A file, a directory (its ``*.parquet`` files), a glob pattern,
+            or a list of files.
+        owner: Caller, for error messages.
+
+    Raises:
+        ValueError: no file matches, or a listed file does not exist.
+        TypeError: a source of another kind.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            files = glob.glob(os.path.join(glob.escape(path), "*.parquet"))
+        elif os.path.isfile(path):
+            files = [path]
+        else:
+            files = glob.glob(path)
+        if not files:
+            raise ValueError(
+                f"{owner}: no Parquet file found at '{path}'. Pass a file, a "
+                "directory of *.parquet files, a glob pattern or a list of files."
+            )
+    elif isinstance(source, Sequence) and source:
+        files = [os.fspath(name) for name in source]
+        absent = [name for name in files if not os.path.isfile(name)]
+        if absent:
+            raise ValueError(f"{owner}: file(s) not found: {absent[:3]}.")
+    else:
+        raise TypeError(
+            f"{owner}: the source must be a path, a glob pattern or a non-empty "
+            f"list of files; received {type(source).__name__}."
+        )
+    return sorted(files)
+
+
+def _pyarrow(owner: str) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"{owner} needs pyarrow: `pip install pyarrow` (or "
+            '`pip install "ctxfeatures[engines]"`).'
+        ) from None
+    return pq
+
+
+# ----------------------------------------------------------------- reading
+def read_batches(
+    source: Source,
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 65536,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yields the log as numpy column batches, file by file, in order.
+
+    Scalar columns become 1-D arrays (strings as ``str`` objects); list
+    columns of one length per file, such as ``history``, become 2-D arrays
+    ``(rows, length)``. A batch never spans two files.
+
+    Args:
+        source: Parquet files, as :func:`parquet_files` takes them.
+        columns: Columns to read (default: all).
+        batch_size: Most rows per batch.
+
+    Raises:
+        ValueError: a missing column, or a list column of ragged lengths.
+    """
+    owner = "read_batches()"
+    pq = _pyarrow(owner)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    for path in parquet_files(source, owner):
+        handle = pq.ParquetFile(path)
+        _check_columns(handle.schema_arrow.names, columns, path, owner)
+        for batch in handle.iter_batches(batch_size=batch_size, columns=columns):
+            yield {
+                name: _to_numpy(batch.column(name), name, path, owner)
+                for name in batch.schema.names
+            }
+
+
+def _check_columns(
+    names: Sequence[str], columns: Sequence[str] | None, path: str, owner: str
+) -> None:
+    missing = [name for name in columns or () if name not in names]
+    if missing:
+        raise ValueError(
+            f"{owner}: column(s) {missing} are missing from '{path}'. Its "
+            f"columns: {list(names)}."
+        )
+
+
+def _to_numpy(array: Any, name: str, path: str, owner: str) -> np.ndarray:
+    import pyarrow as pa
+
+    if isinstance(array.type, (pa.ListType, pa.LargeListType)):
+        lengths = np.diff(array.offsets.to_numpy())
+        if array.null_count or (lengths.size and (lengths != lengths[0]).any()):
+            raise ValueError(
+                f"{owner}: list column '{name}' of '{path}' has rows of "
+                "different lengths (or nulls); pad them to one length, as "
+                "add_history does."
+            )
+        width = int(lengths[0]) if lengths.size else 0
+        flat = array.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(len(array), width)
+    return array.to_numpy(zero_copy_only=False)
+
+
+# ----------------------------------------------------------------- tf.data
+def parquet_dataset(
+    source: Source,
+    *,
+    batch_size: int,
+    columns: Sequence[str] | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A batched ``tf.data`` input read from Parquet files.
+
+    With an ``input_context`` (as ``distribute_datasets_from_function`` and
+    ``tf.keras.utils.experimental.DatasetCreator`` pass it), pipeline ``i`` of
+    ``n`` reads files ``i, i + n, ...`` and batches of the per-replica size,
+    so every worker reads its own shards and no example is read twice.
+
+    The files are read by pyarrow in the process that iterates the dataset.
+    Shuffle with ``dataset.unbatch().shuffle(...)``, or write the output in
+    random order, since an engine's output is grouped by user.
+
+    Args:
+        source: Parquet files, as :func:`parquet_files` takes them.
+        batch_size: Global batch size (divided among replicas by the input
+            context, like ``input_context.get_per_replica_batch_size``).
+        columns: Columns to read (default: all).
+        input_context: The ``tf.distribute.InputContext`` of this pipeline.
+        drop_remainder: Drop each file's last short batch.
+
+    Raises:
+        ValueError: fewer files than input pipelines, or a missing column.
+    """
+    owner = "parquet_dataset()"
+    pq = _pyarrow(owner)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    files = parquet_files(source, owner)
+    if input_context is not None:
+        pipelines = input_context.num_input_pipelines
+        if len(files) < pipelines:
+            raise ValueError(
+                f"{owner}: {len(files)} file(s) for {pipelines} input pipelines; "
+                "each worker needs its own files. Write more, smaller files "
+                "(e.g. `rows_per_file=`)."
+            )
+        files = files[input_context.input_pipeline_id :: pipelines]
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    schema = pq.ParquetFile(files[0]).schema_arrow
+    _check_columns(schema.names, columns, files[0], owner)
+    first = next(read_batches(files[0], columns=columns, batch_size=1))
+    signature = {
+        name: tf.TensorSpec((None, *values.shape[1:]), _dtype(values))
+        for name, values in first.items()
+    }
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
+        for batch in read_batches(files, columns=columns, batch_size=batch_size):
+            if drop_remainder and len(next(iter(batch.values()))) < batch_size:
+                continue
+            yield batch
+
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=signature
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _dtype(values: np.ndarray) -> tf.DType:
+    if values.dtype.kind in "OUS":
+        return tf.string
+    return tf.as_dtype(values.dtype)
+
+
+# ----------------------------------------------------------------- adapt
+def adapt_from_shards(
+    source: Source,
+    *towers: tf.keras.layers.Layer,
+    processes: int = 1,
+    batch_size: int = 65536,
+) -> None:
+    """Adapts the towers' feature layers from Parquet shards, one pass.
+
+    Each file is read by one of ``processes`` worker processes, which
+    accumulates the statistics of every adaptable layer (vocabulary counts,
+    moments, quantile sketches; see :mod:`ctxfeatures.layers.state`). The
+    statistics are merged and become the layers' state, exactly as
+    :meth:`~ctxfeatures.Tower.adapt` on the concatenated files would learn it
+    (quantile boundaries within the sketch's documented error).
+
+    Args:
+        source: Parquet files, as :func:`parquet_files` takes them, holding a
+            column for every feature the towers adapt.
+        *towers: The :class:`~ctxfeatures.Tower` objects to adapt; a layer
+            shared between them adapts once, from all its features.
+        processes: Worker processes; ``1`` reads the files in this process.
+        batch_size: Rows read at a time.
+
+    Raises:
+        ValueError: a feature is missing from the files, or no data.
+    """
+    owner = "adapt_from_shards()"
+    processes = check_positive_int(processes, "processes")
+    files = parquet_files(source, owner)
+    work = _adapt_work(towers)
+    if not work:
+        return
+    configs = [tf.keras.layers.serialize(tower) for tower in towers]
+    jobs = [(configs, path, batch_size) for path in files]
+    if processes == 1:
+        results = map(_accumulate_file, jobs)
+        merged = _merge(results)
+    else:
+        # Spawned, not forked: TensorFlow's threads do not survive a fork.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(processes, context) as pool:
+            merged = _merge(pool.map(_accumulate_file, jobs))
+    for key, (layer, _) in work.items():
+        layer.reset_state()
+        if key in merged:
+            layer.merge_state(merged[key])
+        layer.finalize_state()
+
+
+def _adapt_work(
+    towers: Sequence[tf.keras.layers.Layer],
+) -> dict[str, tuple[Any, list[str]]]:
+    """Each adaptable layer once, keyed by its first (tower, feature)."""
+    work: dict[str, tuple[Any, list[str]]] = {}
+    seen: dict[int, str] = {}
+    for tower in towers:
+        for feature, layer in tower._adaptable():
+            key = seen.setdefault(id(layer), f"{tower.name}/{feature}")
+            features = work.setdefault(key, (layer, []))[1]
+            if feature not in features:
+                features.append(feature)
+    return work
+
+
+def _accumulate_file(job: tuple[list[Any], str, int]) -> dict[str, Any]:
+    """One shard's statistics, per layer key (runs in a worker process)."""
+    configs, path, batch_size = job
+    import ctxfeatures  # noqa: F401  (registers the classes for deserialize)
+
+    towers = [tf.keras.layers.deserialize(config) for config in configs]
+    work = _adapt_work(towers)
+    columns = sorted({f for _, features in work.values() for f in features})
+    for layer, _ in work.values():
+        layer.reset_state()
+    for batch in read_batches(path, columns=columns, batch_size=batch_size):
+        for key, (layer, features) in work.items():
+            for feature in features:
+                try:
+                    layer.update_state(tf.convert_to_tensor(batch[feature]))
+                except (ValueError, TypeError) as error:
+                    raise type(error)(
+                        f"feature '{feature}' in '{path}': {error}"
+                    ) from None
+    return {key: layer.pending_state for key, (layer, _) in work.items()}
+
+
+def _merge(results: Iterator[Mapping[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for result in results:
+        for key, accumulator in result.items():
+            if accumulator is None:
+                continue
+            if key in merged:
+                merged[key].merge(accumulator)
+            else:
+                merged[key] = accumulator
+    return merged
