@@ -15,10 +15,12 @@ Needs pyarrow (``pip install "ctxfeatures[engines]"``).
 
 from __future__ import annotations
 
-import concurrent.futures
 import glob
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -252,15 +254,11 @@ def adapt_from_shards(
     if not work:
         return
     configs = [tf.keras.layers.serialize(tower) for tower in towers]
-    jobs = [(configs, path, batch_size) for path in files]
     if processes == 1:
-        results = map(_accumulate_file, jobs)
-        merged = _merge(results)
+        merged = _accumulate_files(configs, files, batch_size, towers)
     else:
-        # Spawned, not forked: TensorFlow's threads do not survive a fork.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(processes, context) as pool:
-            merged = _merge(pool.map(_accumulate_file, jobs))
+        groups = [files[i::processes] for i in range(min(processes, len(files)))]
+        merged = _merge(_run_workers(configs, groups, batch_size))
     for key, (layer, _) in work.items():
         layer.reset_state()
         if key in merged:
@@ -271,38 +269,92 @@ def adapt_from_shards(
 def _adapt_work(
     towers: Sequence[tf.keras.layers.Layer],
 ) -> dict[str, tuple[Any, list[str]]]:
-    """Each adaptable layer once, keyed by its first (tower, feature)."""
+    """Each adaptable layer once, keyed by where it first appears.
+
+    The key (tower name, position) is the same in a process that rebuilt the
+    towers from their configs.
+    """
     work: dict[str, tuple[Any, list[str]]] = {}
     seen: dict[int, str] = {}
     for tower in towers:
-        for feature, layer in tower._adaptable():
-            key = seen.setdefault(id(layer), f"{tower.name}/{feature}")
+        for position, (feature, layer) in enumerate(tower._adaptable()):
+            key = seen.setdefault(id(layer), f"{tower.name}/{position}")
             features = work.setdefault(key, (layer, []))[1]
             if feature not in features:
                 features.append(feature)
     return work
 
 
-def _accumulate_file(job: tuple[list[Any], str, int]) -> dict[str, Any]:
-    """One shard's statistics, per layer key (runs in a worker process)."""
-    configs, path, batch_size = job
-    import ctxfeatures  # noqa: F401  (registers the classes for deserialize)
+def _accumulate_files(
+    configs: list[Any],
+    files: Sequence[str],
+    batch_size: int,
+    towers: Sequence[tf.keras.layers.Layer] | None = None,
+) -> dict[str, Any]:
+    """Statistics of some shards, per layer key (also run by each worker).
 
-    towers = [tf.keras.layers.deserialize(config) for config in configs]
+    ``towers`` are the live towers when run in the caller's process; a worker
+    rebuilds them from ``configs`` instead.
+    """
+    if towers is None:
+        towers = [tf.keras.layers.deserialize(config) for config in configs]
     work = _adapt_work(towers)
     columns = sorted({f for _, features in work.values() for f in features})
     for layer, _ in work.values():
         layer.reset_state()
-    for batch in read_batches(path, columns=columns, batch_size=batch_size):
-        for key, (layer, features) in work.items():
-            for feature in features:
-                try:
-                    layer.update_state(tf.convert_to_tensor(batch[feature]))
-                except (ValueError, TypeError) as error:
-                    raise type(error)(
-                        f"feature '{feature}' in '{path}': {error}"
-                    ) from None
+    for path in files:
+        for batch in read_batches(path, columns=columns, batch_size=batch_size):
+            for layer, features in work.values():
+                for feature in features:
+                    try:
+                        layer.update_state(tf.convert_to_tensor(batch[feature]))
+                    except (ValueError, TypeError) as error:
+                        raise type(error)(
+                            f"feature '{feature}' in '{path}': {error}"
+                        ) from None
     return {key: layer.pending_state for key, (layer, _) in work.items()}
+
+
+def _run_workers(
+    configs: list[Any], groups: list[list[str]], batch_size: int
+) -> Iterator[dict[str, Any]]:
+    """Runs :func:`_accumulate_files` on each group of files in its own process.
+
+    Workers are fresh interpreters (``python -m ctxfeatures._shard_worker``),
+    not forks, since TensorFlow's threads do not survive a fork; and unlike
+    ``multiprocessing``'s spawn they do not re-run the caller's script.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = []
+    for group in groups:
+        log = tempfile.TemporaryFile()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ctxfeatures._shard_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+        )
+        # The job is small (configs and paths): it fits the pipe's buffer.
+        process.stdin.write(pickle.dumps((configs, group, batch_size)))
+        process.stdin.close()
+        workers.append((process, log))
+    for process, log in workers:
+        with log:
+            output = process.stdout.read()
+            process.wait()
+            if process.returncode != 0 or not output:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(
+                    f"adapt_from_shards(): a worker failed (exit code "
+                    f"{process.returncode}):\n{tail}"
+                )
+        status, *payload = pickle.loads(output)
+        if status == "error":
+            kind, message = payload
+            raise kind(f"adapt_from_shards(): {message}")
+        yield payload[0]
 
 
 def _merge(results: Iterator[Mapping[str, Any]]) -> dict[str, Any]:

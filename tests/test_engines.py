@@ -145,9 +145,7 @@ def test_duckdb_tie_breaker_replaces_file_order(tmp_path):
     other = duck_engine.add_history(
         tmp_path / "log", tmp_path / "other", item="movie_id", max_length=6
     )
-    assert not np.array_equal(
-        np.stack(by_event(other)["history"]), expected["history"]
-    )
+    assert not np.array_equal(np.stack(by_event(other)["history"]), expected["history"])
 
 
 def bad_log(tmp_path, **changes) -> str:

@@ -119,11 +119,13 @@ def add_history(
             relation = _Relation(connection, files)
             columns = _rule.check_log(relation, user, item, time, tie_breaker, _OWNER)
             ties = [quote(tie_breaker)] if tie_breaker else [_FILE, _ROW]
-            sorted_rows = connection.sql(
-                f"SELECT {', '.join(quote(c) for c in columns.kept)} "
-                f"FROM {relation.source_with_positions} "
-                f"ORDER BY {quote(user)}, {quote(time)}, {', '.join(ties)}"
-            ).to_arrow_reader(_CHUNK)
+            sorted_rows = _arrow_reader(
+                connection.sql(
+                    f"SELECT {', '.join(quote(c) for c in columns.kept)} "
+                    f"FROM {relation.source_with_positions} "
+                    f"ORDER BY {quote(user)}, {quote(time)}, {', '.join(ties)}"
+                )
+            )
             output = os.path.join(work, "out")
             os.mkdir(output)
             window = SortedWindow(max_length)
@@ -136,6 +138,13 @@ def add_history(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return written
+
+
+def _arrow_reader(relation: Any) -> Any:
+    """The relation's rows as Arrow batches of ``_CHUNK`` rows, streamed."""
+    # DuckDB 1.x names it fetch_record_batch, deprecated in 2.x.
+    read = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+    return read(_CHUNK)
 
 
 def _check_destination(destination: str | os.PathLike) -> str:
