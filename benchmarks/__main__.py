@@ -1,6 +1,6 @@
 """``python -m benchmarks COMMAND [options]``.
 
-Commands: run, history, profile, distributed, catalogue.
+Commands: run, history, profile, distributed, catalogue, pipeline.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ COMMANDS = {
     "profile": "benchmarks.profile",
     "distributed": "benchmarks.distributed",
     "catalogue": "benchmarks.catalogue",
+    "pipeline": "benchmarks.pipeline",
 }
 
 

@@ -157,6 +157,8 @@ def parquet_dataset(
     batch_size: int,
     columns: Sequence[str] | None = None,
     input_context: tf.distribute.InputContext | None = None,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """A batched ``tf.data`` input read from Parquet files.
@@ -166,9 +168,16 @@ def parquet_dataset(
     ``n`` reads files ``i, i + n, ...`` and batches of the per-replica size,
     so every worker reads its own shards and no example is read twice.
 
-    The files are read by pyarrow in the process that iterates the dataset.
-    Shuffle with ``dataset.unbatch().shuffle(...)``, or write the output in
-    random order, since an engine's output is grouped by user.
+    An engine's output is grouped by user, so shuffle for training: with
+    ``shuffle_buffer`` rows, the files are read in a random order (each
+    epoch another) and each block of that many rows is shuffled before it is
+    cut into batches. The work is numpy's, on whole blocks, so it costs far
+    less than ``unbatch().shuffle()``.
+
+    The files are read by pyarrow in the process that iterates the dataset
+    (a ``tf.data`` generator), so a remote ParameterServerStrategy worker,
+    which runs only the graph, cannot read them; with multi-worker training
+    each worker process reads its own.
 
     Args:
         source: Parquet files, as :func:`parquet_files` takes them.
@@ -176,7 +185,9 @@ def parquet_dataset(
             context, like ``input_context.get_per_replica_batch_size``).
         columns: Columns to read (default: all).
         input_context: The ``tf.distribute.InputContext`` of this pipeline.
-        drop_remainder: Drop each file's last short batch.
+        shuffle_buffer: Rows shuffled together (0: the files' order).
+        seed: Seed of the shuffle (None: different every run).
+        drop_remainder: Drop the last, short batch.
 
     Raises:
         ValueError: fewer files than input pipelines, or a missing column.
@@ -184,6 +195,7 @@ def parquet_dataset(
     owner = "parquet_dataset()"
     pq = _pyarrow(owner)
     batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle_buffer = check_positive_int(shuffle_buffer, "shuffle_buffer", 0)
     files = parquet_files(source, owner)
     if input_context is not None:
         pipelines = input_context.num_input_pipelines
@@ -202,16 +214,63 @@ def parquet_dataset(
         name: tf.TensorSpec((None, *values.shape[1:]), _dtype(values))
         for name, values in first.items()
     }
+    epochs = iter(range(1 << 62))
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
-        for batch in read_batches(files, columns=columns, batch_size=batch_size):
-            if drop_remainder and len(next(iter(batch.values()))) < batch_size:
-                continue
-            yield batch
+        rng = None
+        order = files
+        if shuffle_buffer:
+            epoch = next(epochs)
+            rng = np.random.default_rng(None if seed is None else [seed, epoch])
+            order = [files[i] for i in rng.permutation(len(files))]
+        chunks = read_batches(
+            order, columns=columns, batch_size=min(max(batch_size, 4096), 65536)
+        )
+        yield from _rebatch(chunks, batch_size, shuffle_buffer, rng, drop_remainder)
 
     return tf.data.Dataset.from_generator(
         generate, output_signature=signature
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def _rebatch(
+    chunks: Iterator[dict[str, np.ndarray]],
+    batch_size: int,
+    block: int,
+    rng: np.random.Generator | None,
+    drop_remainder: bool,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of exactly ``batch_size`` rows across chunks and files."""
+    pending: list[dict[str, np.ndarray]] = []
+    rows = 0
+    target = max(batch_size, block)
+    for chunk in chunks:
+        pending.append(chunk)
+        rows += len(next(iter(chunk.values())))
+        if rows < target:
+            continue
+        joined = _join(pending, rng)
+        full = rows // batch_size * batch_size
+        for start in range(0, full, batch_size):
+            yield {k: v[start : start + batch_size] for k, v in joined.items()}
+        pending = [{k: v[full:] for k, v in joined.items()}]
+        rows -= full
+    if rows and pending:
+        joined = _join(pending, rng)
+        for start in range(0, rows, batch_size):
+            if drop_remainder and start + batch_size > rows:
+                break
+            yield {k: v[start : start + batch_size] for k, v in joined.items()}
+
+
+def _join(
+    parts: list[dict[str, np.ndarray]], rng: np.random.Generator | None
+) -> dict[str, np.ndarray]:
+    joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if rng is not None:
+        order = rng.permutation(len(next(iter(joined.values()))))
+        joined = {k: v[order] for k, v in joined.items()}
+    return joined
 
 
 def _dtype(values: np.ndarray) -> tf.DType:

@@ -112,13 +112,39 @@ def test_parquet_dataset_reads_every_row(tmp_path):
     assert data.element_spec["history"] == tf.TensorSpec((None, 5), tf.int64)
     assert data.element_spec["user_id"] == tf.TensorSpec((None,), tf.string)
     batches = list(data.as_numpy_iterator())
-    assert [len(b["timestamp"]) for b in batches] == [256, 244, 256, 244]
+    # Batches of exactly 256 rows across the two files of 500.
+    assert [len(b["timestamp"]) for b in batches] == [256, 256, 256, 232]
     titles = np.concatenate([b["movie_title"] for b in batches]).astype(str)
     np.testing.assert_array_equal(titles, log["movie_title"])
     dropped = shards.parquet_dataset(
         tmp_path / "log", batch_size=256, drop_remainder=True
     )
-    assert sum(1 for _ in dropped) == 2
+    assert sum(1 for _ in dropped) == 3
+
+
+def test_parquet_dataset_shuffles_blocks_and_files(tmp_path):
+    log = event_log(4000)
+    write(log, tmp_path / "log", 4)
+
+    def epoch(data):
+        return np.concatenate([b["timestamp"] for b in data.as_numpy_iterator()])
+
+    data = shards.parquet_dataset(
+        tmp_path / "log", batch_size=100, shuffle_buffer=1500, seed=7
+    )
+    first, second = epoch(data), epoch(data)
+    # Every row once per epoch, in another order each epoch.
+    for order in (first, second):
+        np.testing.assert_array_equal(np.sort(order), np.sort(log["timestamp"]))
+        assert not np.array_equal(order, log["timestamp"])
+    assert not np.array_equal(first, second)
+    # Rows of different files share batches (blocks span files).
+    file_of = {t: i // 1000 for i, t in enumerate(log["timestamp"])}
+    assert any(len({file_of[t] for t in first[i : i + 100]}) > 1 for i in (0, 1000))
+    again = shards.parquet_dataset(
+        tmp_path / "log", batch_size=100, shuffle_buffer=1500, seed=7
+    )
+    np.testing.assert_array_equal(epoch(again), first)  # seeded: reproducible
 
 
 def test_parquet_dataset_gives_each_pipeline_its_own_files(tmp_path):
