@@ -23,6 +23,7 @@ from ctxfeatures import (  # noqa: E402
     negatives,
     saving,
     shards,
+    tfrecords,
     training,
 )
 from ctxfeatures.callbacks import TopKValidation  # noqa: E402
@@ -88,6 +89,7 @@ __all__ = [
     "negatives",
     "saving",
     "shards",
+    "tfrecords",
     "training",
     "build_retrieval_model",
     "with_sampling_probability",

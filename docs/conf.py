@@ -40,6 +40,7 @@ import tensorflow as tf
 import ctxfeatures
 import ctxfeatures as cf
 tf.keras.utils.set_random_seed(0)
+tmp = tempfile.mkdtemp()
 """
 
 PUBLIC_MODULES = {
@@ -55,6 +56,10 @@ PUBLIC_MODULES = {
     "ctxfeatures.saving": ctxfeatures.saving.__all__,
     "ctxfeatures.negatives": ctxfeatures.negatives.__all__,
     "ctxfeatures.index": ctxfeatures.index.__all__,
+    "ctxfeatures.shards": ctxfeatures.shards.__all__,
+    "ctxfeatures.tfrecords": ctxfeatures.tfrecords.__all__,
+    "ctxfeatures.engines.duckdb": ctxfeatures.engines.duckdb.__all__,
+    "ctxfeatures.engines.spark": ctxfeatures.engines.spark.__all__,
     "ctxfeatures.splits": ["random_split", "chronological_split", "leave_last_out"],
     "ctxfeatures.datasets.movielens": [
         "DATASETS",

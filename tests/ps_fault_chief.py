@@ -16,6 +16,9 @@ import sys
 import threading
 import time
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import tensorflow as tf
 from conftest import synthetic_events
 
@@ -23,6 +26,16 @@ import ctxfeatures as cf
 
 OUT, VICTIM = sys.argv[1], int(sys.argv[2])
 KILL_AT = 40
+
+
+def write_parquet(events: tf.data.Dataset, directory: str, files: int) -> None:
+    columns = next(iter(events.batch(1 << 20).as_numpy_iterator()))
+    os.makedirs(directory)
+    size = len(columns["user_id"])
+    for number, rows in enumerate(np.array_split(np.arange(size), files)):
+        table = pa.table({k: v[rows] for k, v in columns.items()})
+        pq.write_table(table, os.path.join(directory, f"part-{number}.parquet"))
+
 
 # [start fault-job]
 N, BATCH = 16384, 128
@@ -50,11 +63,21 @@ model = cf.build_retrieval_model(
 model.compile(tf.keras.optimizers.Adagrad(0.05))
 
 
+# The training events as TFRecord files, converted once from an engine's
+# Parquet output (here: 4 Parquet files of the same events).
+RECORDS = os.path.join(OUT, "records")
+if not os.path.exists(RECORDS):
+    write_parquet(read_events(), os.path.join(OUT, "parquet"), files=4)
+    cf.tfrecords.parquet_to_tfrecords(os.path.join(OUT, "parquet"), RECORDS)
+
+
 def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-    # Each worker builds its own input: a dataset made on the chief cannot
-    # be sent to a worker.
-    shard = read_events().shard(context.num_input_pipelines, context.input_pipeline_id)
-    return model.prepare(shard.batch(BATCH)).repeat()
+    # Runs on each worker, in TensorFlow ops only: its own files, prepared
+    # there (vocabulary lookups included).
+    records = cf.tfrecords.tfrecord_dataset(
+        RECORDS, batch_size=BATCH, input_context=context
+    )
+    return model.prepare(records).repeat()
 
 
 def train() -> dict:

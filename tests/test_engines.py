@@ -296,3 +296,19 @@ def test_spark_tie_breaker_and_errors(spark, tmp_path):
         spark_engine.add_history(frame, item="title", tie_breaker="timestamp")
     with pytest.raises(TypeError, match="takes a pyspark DataFrame"):
         spark_engine.add_history({"user_id": [1]})
+
+
+@pytest.mark.slow
+def test_spark_documented_job(spark, tmp_path):
+    log = ties_log(5000, seed=2)
+    write_shards(log, tmp_path / "events", 3)
+    events_path, output_path = str(tmp_path / "events"), str(tmp_path / "history")
+    # [start spark-history]
+    from ctxfeatures.engines import spark as engine
+
+    events = spark.read.parquet(events_path)
+    with_history = engine.add_history(events, item="movie_id", max_length=50)
+    with_history.write.parquet(output_path)
+    # [end spark-history]
+    expected = cf.history.add_history(log, item="movie_id", max_length=50)
+    assert_same(by_event(output_path), expected)
