@@ -196,17 +196,9 @@ def parquet_dataset(
     pq = _pyarrow(owner)
     batch_size = check_positive_int(batch_size, "batch_size")
     shuffle_buffer = check_positive_int(shuffle_buffer, "shuffle_buffer", 0)
-    files = parquet_files(source, owner)
-    if input_context is not None:
-        pipelines = input_context.num_input_pipelines
-        if len(files) < pipelines:
-            raise ValueError(
-                f"{owner}: {len(files)} file(s) for {pipelines} input pipelines; "
-                "each worker needs its own files. Write more, smaller files "
-                "(e.g. `rows_per_file=`)."
-            )
-        files = files[input_context.input_pipeline_id :: pipelines]
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    files, batch_size = files_of_pipeline(
+        parquet_files(source, owner), batch_size, input_context, owner
+    )
     schema = pq.ParquetFile(files[0]).schema_arrow
     _check_columns(schema.names, columns, files[0], owner)
     first = next(read_batches(files[0], columns=columns, batch_size=1))
@@ -231,6 +223,26 @@ def parquet_dataset(
     return tf.data.Dataset.from_generator(
         generate, output_signature=signature
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def files_of_pipeline(
+    files: list[str],
+    batch_size: int,
+    input_context: tf.distribute.InputContext | None,
+    owner: str,
+) -> tuple[list[str], int]:
+    """This input pipeline's files (``i, i + n, ...``) and per-replica batch."""
+    if input_context is None:
+        return files, batch_size
+    pipelines = input_context.num_input_pipelines
+    if len(files) < pipelines:
+        raise ValueError(
+            f"{owner}: {len(files)} file(s) for {pipelines} input pipelines; "
+            "each worker needs its own files. Write more, smaller files "
+            "(e.g. `rows_per_file=` of the engine)."
+        )
+    files = files[input_context.input_pipeline_id :: pipelines]
+    return files, input_context.get_per_replica_batch_size(batch_size)
 
 
 def _rebatch(

@@ -23,7 +23,12 @@ import numpy as np
 import tensorflow as tf
 
 from ctxfeatures.layers._inputs import check_positive_int
-from ctxfeatures.shards import Source, parquet_files, read_batches
+from ctxfeatures.shards import (
+    Source,
+    files_of_pipeline,
+    parquet_files,
+    read_batches,
+)
 
 __all__ = ["parquet_to_tfrecords", "tfrecord_dataset"]
 
@@ -136,15 +141,7 @@ def tfrecord_dataset(
         for name in os.listdir(directory)
         if name.endswith(".tfrecord")
     )
-    if input_context is not None:
-        pipelines = input_context.num_input_pipelines
-        if len(files) < pipelines:
-            raise ValueError(
-                f"{owner}: {len(files)} file(s) for {pipelines} input pipelines; "
-                "each worker needs its own files. Write more, smaller files."
-            )
-        files = files[input_context.input_pipeline_id :: pipelines]
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    files, batch_size = files_of_pipeline(files, batch_size, input_context, owner)
     features = {name: tf.io.FixedLenFeature([], tf.string) for name in spec}
 
     def parse(record: tf.Tensor) -> dict[str, tf.Tensor]:
