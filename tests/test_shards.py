@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -228,3 +231,69 @@ def test_merge_state_refuses_other_statistics():
     other.update_state(tf.constant([1_000_000, 2_000_000], tf.int64))
     with pytest.raises(TypeError, match="statistics of the same kind of layer"):
         layer.merge_state(other.pending_state)
+
+
+# Two MultiWorkerMirroredStrategy workers read their own Parquet files through
+# distribute_datasets_from_function and train one model together.
+PARQUET_WORKER = """
+import json, os, sys
+import ctxfeatures as cf
+import numpy as np, tensorflow as tf
+from conftest import build_retrieval, synthetic_events
+
+index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+tf.keras.utils.set_random_seed(7)
+data, catalogue = synthetic_events(n=2048)
+model = build_retrieval(data, catalogue, strategy=strategy)
+model.compile(tf.keras.optimizers.Adagrad(0.1))
+source = os.environ["PARQUET_DIR"]
+
+def dataset_fn(context):
+    return model.prepare(cf.shards.parquet_dataset(
+        source, batch_size=256, input_context=context, drop_remainder=True))
+
+own = cf.shards.parquet_dataset(
+    source, batch_size=256, input_context=tf.distribute.InputContext(2, index, 2))
+seen = np.concatenate([b["timestamp"] for b in own.as_numpy_iterator()])
+train = strategy.distribute_datasets_from_function(dataset_fn)
+history = model.fit(train, epochs=2, steps_per_epoch=4, verbose=0)
+print(json.dumps({"seen": sorted(seen.tolist()), "loss": history.history["loss"]}))
+"""
+
+
+@pytest.mark.slow
+def test_multi_worker_training_reads_each_workers_own_files(
+    tmp_path, root, child_env, cluster, synthetic
+):
+    data, _ = synthetic(n=2048)
+    log = next(iter(data.batch(4096).as_numpy_iterator()))
+    write({k: np.asarray(v) for k, v in log.items()}, tmp_path / "log", 4)
+    addresses = cluster(worker=2)
+    workers = []
+    for index in range(2):
+        config = {"cluster": addresses, "task": {"type": "worker", "index": index}}
+        env = {"TF_CONFIG": json.dumps(config), "PARQUET_DIR": str(tmp_path / "log")}
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", PARQUET_WORKER],
+                env=child_env(env),
+                cwd=str(root),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=240)
+        assert worker.returncode == 0, err[-4000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    # Files 0, 2 and 1, 3: disjoint halves of the log, together all of it.
+    assert [len(r["seen"]) for r in results] == [1024, 1024]
+    assert sorted(results[0]["seen"] + results[1]["seen"]) == sorted(
+        log["timestamp"].tolist()
+    )
+    # One model: both workers report the same all-reduced loss, which falls.
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
+    assert results[0]["loss"][1] < results[0]["loss"][0]
