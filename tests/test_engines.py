@@ -111,6 +111,7 @@ def test_duckdb_ties_across_chunks(tmp_path, monkeypatch, text, chunk):
     assert_same(by_event(files), expected)
 
 
+@pytest.mark.slow
 def test_duckdb_million_events(tmp_path):
     log = ties_log(10**6, seed=3)
     write_shards(log, tmp_path / "log", 5)
@@ -226,7 +227,9 @@ def test_duckdb_refuses_a_used_destination(tmp_path):
 # ----------------------------------------------------------------- Spark
 @pytest.fixture(scope="module")
 def spark():
-    pyspark = pytest.importorskip("pyspark.sql")
+    pyspark = pytest.importorskip(
+        "pyspark.sql", reason='pyspark is missing: pip install "ctxfeatures[engines]"'
+    )
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("Spark needs Java 17+ (none found; .ci/run installs it)")
     session = (
