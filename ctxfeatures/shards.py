@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxfeatures.layers._inputs import check_positive_int
+from ctxfeatures.tower import _adaptable_layers, _update_adapt_state
 
 __all__ = [
     "adapt_from_shards",
@@ -321,7 +322,7 @@ def adapt_from_shards(
     owner = "adapt_from_shards()"
     processes = check_positive_int(processes, "processes")
     files = parquet_files(source, owner)
-    work = _adapt_work(towers)
+    work = _adaptable_layers(towers)
     if not work:
         return
     configs = [tf.keras.layers.serialize(tower) for tower in towers]
@@ -337,25 +338,6 @@ def adapt_from_shards(
         layer.finalize_state()
 
 
-def _adapt_work(
-    towers: Sequence[tf.keras.layers.Layer],
-) -> dict[str, tuple[Any, list[str]]]:
-    """Each adaptable layer once, keyed by where it first appears.
-
-    The key (tower name, position) is the same in a process that rebuilt the
-    towers from their configs.
-    """
-    work: dict[str, tuple[Any, list[str]]] = {}
-    seen: dict[int, str] = {}
-    for tower in towers:
-        for position, (feature, layer) in enumerate(tower._adaptable()):
-            key = seen.setdefault(id(layer), f"{tower.name}/{position}")
-            features = work.setdefault(key, (layer, []))[1]
-            if feature not in features:
-                features.append(feature)
-    return work
-
-
 def _accumulate_files(
     configs: list[Any],
     files: Sequence[str],
@@ -369,20 +351,14 @@ def _accumulate_files(
     """
     if towers is None:
         towers = [tf.keras.layers.deserialize(config) for config in configs]
-    work = _adapt_work(towers)
+    work = _adaptable_layers(towers)
     columns = sorted({f for _, features in work.values() for f in features})
     for layer, _ in work.values():
         layer.reset_state()
     for path in files:
         for batch in read_batches(path, columns=columns, batch_size=batch_size):
-            for layer, features in work.values():
-                for feature in features:
-                    try:
-                        layer.update_state(tf.convert_to_tensor(batch[feature]))
-                    except (ValueError, TypeError) as error:
-                        raise type(error)(
-                            f"feature '{feature}' in '{path}': {error}"
-                        ) from None
+            tensors = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
+            _update_adapt_state(work, tensors, where=f" in '{path}'")
     return {key: layer.pending_state for key, (layer, _) in work.items()}
 
 

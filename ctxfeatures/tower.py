@@ -368,19 +368,14 @@ def adapt_towers(
     data = batched(data, ADAPT_BATCH)
     if steps is not None:
         data = data.take(steps)
-    # Each layer once, with every feature it serves (a shared layer learns
-    # from all of them).
-    work: dict[int, tuple[tf.keras.layers.Layer, list[str]]] = {}
     for tower in towers:
-        for feature, layer in tower._adaptable():
+        for feature, _ in tower._adaptable():
             if feature not in spec:
                 raise ValueError(
                     f"Tower '{tower.name}': feature '{feature}' is missing from "
                     f"the adapt data. Available keys: {sorted(spec)}."
                 )
-            features = work.setdefault(id(layer), (layer, []))[1]
-            if feature not in features:
-                features.append(feature)
+    work = _adaptable_layers(towers)
     if not work:
         return
     for layer, _ in work.values():
@@ -388,17 +383,44 @@ def adapt_towers(
     batches = 0
     for batch in data:
         batches += 1
-        for layer, features in work.values():
-            for feature in features:
-                try:
-                    layer.update_state(batch[feature])
-                except (ValueError, TypeError) as error:
-                    raise type(error)(f"feature '{feature}': {error}") from None
+        _update_adapt_state(work, batch)
     if not batches:
         names = ", ".join(f"'{tower.name}'" for tower in towers)
         raise ValueError(f"Tower {names}: adapt() received an empty dataset.")
     for layer, _ in work.values():
         layer.finalize_state()
+
+
+AdaptWork = dict[str, tuple[tf.keras.layers.Layer, list[str]]]
+
+
+def _adaptable_layers(towers: Sequence[Tower]) -> AdaptWork:
+    """Each adaptable layer once, with every feature it serves.
+
+    A shared layer learns from all its features. Keys say where a layer first
+    appears (tower name, position), so they are the same in another process
+    that rebuilt the towers from their configs (see
+    :func:`ctxfeatures.shards.adapt_from_shards`).
+    """
+    work: AdaptWork = {}
+    seen: dict[int, str] = {}
+    for tower in towers:
+        for position, (feature, layer) in enumerate(tower._adaptable()):
+            key = seen.setdefault(id(layer), f"{tower.name}/{position}")
+            features = work.setdefault(key, (layer, []))[1]
+            if feature not in features:
+                features.append(feature)
+    return work
+
+
+def _update_adapt_state(work: AdaptWork, batch: Mapping[str, Any], where: str = ""):
+    """Feeds one batch of feature columns to every layer of ``work``."""
+    for layer, features in work.values():
+        for feature in features:
+            try:
+                layer.update_state(batch[feature])
+            except (ValueError, TypeError) as error:
+                raise type(error)(f"feature '{feature}'{where}: {error}") from None
 
 
 class PreparedBatch(NamedTuple):
