@@ -149,6 +149,24 @@ def test_duckdb_tie_breaker_replaces_file_order(tmp_path):
     assert not np.array_equal(np.stack(by_event(other)["history"]), expected["history"])
 
 
+def test_duckdb_tie_breaker_frees_the_position_names(tmp_path):
+    # With a tie breaker DuckDB adds no position columns, so a log may have
+    # its own `filename`.
+    log = ties_log(500, seed=9)
+    log["filename"] = np.array([f"f{i % 3}" for i in range(len(log["event"]))])
+    write_shards(log, tmp_path / "log", 2)
+    files = duck_engine.add_history(
+        tmp_path / "log",
+        tmp_path / "out",
+        item="movie_id",
+        max_length=3,
+        tie_breaker="event",
+    )
+    assert "filename" in pq.read_schema(files[0]).names
+    expected = cf.history.add_history(log, item="movie_id", max_length=3)
+    assert_same(by_event(files), expected)
+
+
 def bad_log(tmp_path, **changes) -> str:
     log = {
         "user_id": np.array(["a", "a", "b"]),
@@ -297,6 +315,16 @@ def test_spark_tie_breaker_and_errors(spark, tmp_path):
         spark_engine.add_history(frame.limit(0), tie_breaker="timestamp")
     with pytest.raises(ValueError, match="item column 'title' is missing"):
         spark_engine.add_history(frame, item="title", tie_breaker="timestamp")
+    # Its own working columns are refused; DuckDB's position names are not.
+    with pytest.raises(ValueError, match=r"columns \['__first'\], which the engine"):
+        spark_engine.add_history(
+            frame.withColumnRenamed("movie_title", "__first"),
+            item="timestamp",
+            tie_breaker="timestamp",
+        )
+    named = frame.withColumnRenamed("movie_title", "filename")
+    out = spark_engine.add_history(named, item="filename", tie_breaker="timestamp")
+    assert out.count() == 2
     with pytest.raises(TypeError, match="takes a pyspark DataFrame"):
         spark_engine.add_history({"user_id": [1]})
 

@@ -12,9 +12,6 @@ from typing import Any, NamedTuple, Protocol
 
 from ctxfeatures.history import HISTORY, PAD_INT, PAD_STRING, SECONDS_SINCE_LAST
 
-#: Column names the engines use for themselves.
-RESERVED = ("filename", "file_row_number")
-
 
 class Relation(Protocol):
     """An engine's view of the log."""
@@ -52,8 +49,13 @@ def check_log(
     time: str,
     tie_breaker: str | None,
     owner: str,
+    reserved: tuple[str, ...] = (),
+    reserved_hint: str = "Rename them.",
 ) -> LogColumns:
-    """Checks the log's columns and values; returns the columns to keep."""
+    """Checks the log's columns and values; returns the columns to keep.
+
+    ``reserved`` are the names the engine adds to the log for itself.
+    """
     schema = relation.schema()
     roles = {"user": user, "item": item, "time": time}
     if tie_breaker is not None:
@@ -64,12 +66,11 @@ def check_log(
                 f"{owner}: the {role} column '{key}' is missing. Columns: "
                 f"{sorted(schema)}. Pass `{role}=` with the right name."
             )
-    clash = sorted(set(RESERVED) & set(schema))
-    if clash and tie_breaker is None:
+    clash = sorted(set(reserved) & set(schema))
+    if clash:
         raise ValueError(
-            f"{owner}: the log has columns {clash}, which the engine uses for "
-            "each event's position in the files. Rename them, or pass "
-            "`tie_breaker=` (a column that orders events of the same second)."
+            f"{owner}: the log has columns {clash}, which the engine adds for "
+            f"itself. {reserved_hint}"
         )
     for role in ("user", "item"):
         if schema[roles[role]] not in ("text", "integer"):

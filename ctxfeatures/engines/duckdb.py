@@ -44,7 +44,7 @@ __all__ = ["add_history"]
 
 _OWNER = "ctxfeatures.engines.duckdb.add_history()"
 # DuckDB's own columns for a row's file and position in it (ties' order).
-_FILE, _ROW = _rule.RESERVED
+_FILE, _ROW = "filename", "file_row_number"
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
 _CHUNK = 1 << 19
 
@@ -117,12 +117,25 @@ def add_history(
         connection = _connect(memory_limit, threads, os.path.join(work, "spill"))
         with connection:
             relation = _Relation(connection, files)
-            columns = _rule.check_log(relation, user, item, time, tie_breaker, _OWNER)
-            ties = [quote(tie_breaker)] if tie_breaker else [_FILE, _ROW]
+            # Without a tie breaker, ties follow each row's file and position,
+            # which DuckDB adds as columns of its own.
+            positions = () if tie_breaker else (_FILE, _ROW)
+            columns = _rule.check_log(
+                relation,
+                user,
+                item,
+                time,
+                tie_breaker,
+                _OWNER,
+                reserved=positions,
+                reserved_hint="Rename them, or pass `tie_breaker=` (a column "
+                "that orders events of the same second).",
+            )
+            ties = [quote(tie_breaker)] if tie_breaker else list(positions)
             sorted_rows = _arrow_reader(
                 connection.sql(
                     f"SELECT {', '.join(quote(c) for c in columns.kept)} "
-                    f"FROM {relation.source_with_positions} "
+                    f"FROM {relation.read(positions)} "
                     f"ORDER BY {quote(user)}, {quote(time)}, {', '.join(ties)}"
                 )
             )
@@ -187,10 +200,13 @@ class _Relation:
 
     def __init__(self, connection: Any, files: list[str]) -> None:
         self.connection = connection
-        self.source = f"read_parquet({_literal(files)})"
-        self.source_with_positions = (
-            f"read_parquet({_literal(files)}, filename = true, file_row_number = true)"
-        )
+        self.files = files
+        self.source = self.read(())
+
+    def read(self, positions: tuple[str, ...]) -> str:
+        """``read_parquet`` of the files, with the position columns named."""
+        options = "".join(f", {name} = true" for name in positions)
+        return f"read_parquet({_literal(self.files)}{options})"
 
     def quote(self, name: str) -> str:
         return quote(name)

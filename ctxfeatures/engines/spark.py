@@ -28,6 +28,8 @@ _OWNER = "ctxfeatures.engines.spark.add_history()"
 _INTEGERS = ("tinyint", "smallint", "int", "bigint")
 # Columns of a file-based DataFrame: each row's file and position in it.
 _FILE, _ROW = "_metadata.file_path", "_metadata.row_index"
+# Columns this function adds to the log while it works.
+_OWN = ("__tie", "__tie_file", "__tie_row", "__first")
 
 
 def _modules() -> tuple[Any, Any]:
@@ -93,7 +95,9 @@ def add_history(
             " For Parquet files on one machine see ctxfeatures.engines.duckdb."
         )
     max_length = check_positive_int(max_length, "max_length")
-    columns = _rule.check_log(_Relation(events), user, item, time, tie_breaker, _OWNER)
+    columns = _rule.check_log(
+        _Relation(events), user, item, time, tie_breaker, _OWNER, reserved=_OWN
+    )
     kept = [F.col(_rule_name(name)) for name in columns.kept]
     # The ties' order travels as plain columns, since `_metadata` exists only
     # on the DataFrame read from the files.
