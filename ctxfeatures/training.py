@@ -38,6 +38,14 @@ def _steps_per_epoch(data: tf.data.Dataset) -> int:
     return steps
 
 
+def _require_compiled(model: tf.keras.Model, owner: str, optimizer: str) -> None:
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            f"{owner}: compile the model first, e.g. "
+            f"`model.compile(tf.keras.optimizers.{optimizer})`."
+        )
+
+
 def fit_resumable(
     model: tf.keras.Model,
     data: tf.data.Dataset,
@@ -84,11 +92,7 @@ def fit_resumable(
     """
     epochs = check_positive_int(epochs, "epochs")
     save_every = check_positive_int(save_every, "save_every")
-    if getattr(model, "optimizer", None) is None:
-        raise ValueError(
-            "fit_resumable(): compile the model first, e.g. "
-            "`model.compile(tf.keras.optimizers.Adam(0.01))`."
-        )
+    _require_compiled(model, "fit_resumable()", "Adam(0.01)")
     steps = _steps_per_epoch(data)
     os.makedirs(directory, exist_ok=True)
     iterator = iter(data.repeat(epochs))
@@ -260,11 +264,7 @@ def _check_parameter_servers(
             "(e.g. `build_retrieval_model(..., strategy=strategy)`); for one "
             "process use fit_resumable()."
         )
-    if getattr(model, "optimizer", None) is None:
-        raise ValueError(
-            "fit_parameter_servers(): compile the model first, e.g. "
-            "`model.compile(tf.keras.optimizers.Adagrad(0.05))`."
-        )
+    _require_compiled(model, "fit_parameter_servers()", "Adagrad(0.05)")
     if steps_per_epoch % save_every:
         raise ValueError(
             "fit_parameter_servers(): `steps_per_epoch` must be a multiple of "

@@ -9,11 +9,12 @@ row for row, where the log already lives:
 * :mod:`ctxfeatures.engines.spark`: on a Spark cluster, from a DataFrame to a
   DataFrame.
 
-Both express the leak rule as a SQL window over each user's events ordered by
-time and then by the events' order in the log: an event's history is the
-frame of at most ``max_length`` events that ends just before the *first*
+Both order each user's events by time and then by the events' order in the
+log, and give an event the at most ``max_length`` events before the *first*
 event of its second, so events of one user at the same second never see each
-other. Neither engine is a dependency of ctxfeatures: install ``duckdb`` or
+other. DuckDB sorts (out of core) and streams the sorted rows through
+``add_history``'s own window code; Spark expresses the rule as DataFrame
+windows. Neither engine is a dependency of ctxfeatures: install ``duckdb`` or
 ``pyspark`` (``pip install "ctxfeatures[engines]"``) to use them.
 """
 
