@@ -51,6 +51,8 @@ TRAIN_HISTORY = 50
 RECENT_DAYS = 30
 # The validation search trains each trial for at most this many epochs.
 MAX_EPOCHS = 15
+# Optuna's TPE samples the first 10 trials at random, then models the rest.
+TRIALS = 12
 PROTOCOLS = ("tutorial", "next-event")
 DATASETS = tuple(movielens.DATASETS)
 
@@ -87,6 +89,9 @@ class Recipe:
     batch_size: int
     logq: bool  # TFRS' logQ popularity correction of the in-batch softmax
     negatives: str = "in-batch"  # or "catalogue", "mixed"
+    # None: dot product; a number: cosine similarity (both towers
+    # L2-normalised) divided by this temperature.
+    temperature: float | None = None
 
 
 TUTORIAL = Recipe("adagrad", 0.1, epochs=3, batch_size=2048, logq=False)
@@ -276,8 +281,9 @@ class Choice:
 
     dim: int
     negatives: str  # "in-batch" (with logQ), "mixed" (+ logQ) or "catalogue"
-    history: str  # "recent", "long+short" or "attention"
+    history: str  # "recent" or "long+short"
     user_id: bool
+    temperature: float  # of the cosine similarity
     learning_rate: float
     epochs: int = MAX_EPOCHS  # the search's early stopping sets it
 
@@ -285,7 +291,8 @@ class Choice:
         return Model(
             CHOSEN,
             f"{self.history} history, {self.negatives} negatives, "
-            f"{self.dim}-d, Adam {self.learning_rate:.1e}, {self.epochs} epochs"
+            f"cosine / {self.temperature:g}, {self.dim}-d, "
+            f"Adam {self.learning_rate:.1e}, {self.epochs} epochs"
             + ("" if self.user_id else ", no user id"),
             self.query,
             title_and_genres,
@@ -296,6 +303,7 @@ class Choice:
                 1024,
                 logq=self.negatives != "catalogue",
                 negatives=self.negatives,
+                temperature=self.temperature,
             ),
             NEXT,
             dim=self.dim,
@@ -310,10 +318,6 @@ class Choice:
             "long+short": lambda: [
                 cf.HistoryEmbedding(item_embedding=title, window=TRAIN_HISTORY),
                 cf.HistoryEmbedding(item_embedding=title, window=5),
-            ],
-            "attention": lambda: [
-                cf.AttentionHistory(item_embedding=title, window=20, dropout=0.2),
-                cf.HistoryEmbedding(item_embedding=title, window=TRAIN_HISTORY),
             ],
         }
         features = {
@@ -335,14 +339,16 @@ CHOSEN_DEFAULT = Choice(
     negatives="in-batch",
     history="long+short",
     user_id=True,
+    temperature=0.1,
     learning_rate=6.4e-3,
     epochs=6,
 )
 SPACE = {
     "dim": [32, 64, 128],
     "negatives": ["in-batch", "mixed", "catalogue"],
-    "history": ["recent", "long+short", "attention"],
+    "history": ["recent", "long+short"],
     "user_id": [True, False],
+    "temperature": [0.05, 0.1, 0.2],
 }
 LEARNING_RATES = (1e-3, 1e-2)
 
@@ -530,6 +536,8 @@ def fit_model(
         candidate_id=ITEM,
         adapt_data=split.train,
         head_units=(spec.dim,),
+        l2_normalize=recipe.temperature is not None,
+        temperature=recipe.temperature,
         negatives=NEGATIVES[recipe.negatives](),
         **extra,
     )
@@ -781,7 +789,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[*MODELS, CHOSEN],
         default=[*MODELS, CHOSEN],
     )
-    parser.add_argument("--trials", type=int, default=8, help="Optuna trials per setup")
+    parser.add_argument(
+        "--trials", type=int, default=TRIALS, help="Optuna trials per setup"
+    )
     parser.add_argument(
         "--no-baselines", action="store_true", help="skip the baseline rows"
     )
