@@ -44,6 +44,7 @@ PAD_STRING = ""
 PAD_INT = -1
 
 _GATHER_BATCH = 4096
+_GATHER_CELLS = 2**20
 _ROLES = ("user", "item", "time")
 _OWNER = "add_history()"
 
@@ -276,10 +277,13 @@ def _add_to_dataset(
     bounds = tf.data.Dataset.from_tensor_slices(
         {"start": offsets.start, "end": offsets.end, "since": offsets.since}
     )
-    # Gathering per batch keeps the per-event cost of tf.data low.
+    # Gathering per batch keeps the per-event cost of tf.data low; batches
+    # of about _GATHER_CELLS history cells keep its memory (a few batches in
+    # flight) independent of max_length.
+    rows = max(1, min(_GATHER_BATCH, _GATHER_CELLS // max_length))
     return (
         tf.data.Dataset.zip(events, bounds)
-        .batch(_GATHER_BATCH)
+        .batch(rows)
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .unbatch()
     )

@@ -28,7 +28,9 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -49,6 +51,9 @@ KS = (10, 100)
 # below looks at; test requests carry every earlier item of their user.
 TRAIN_HISTORY = 50
 RECENT_DAYS = 30
+# Test requests per evaluation step: a latest-small request carries up to
+# 2,698 history items, and each step's exclusion keys grow with batch x that.
+EVAL_BATCH = 256
 # The validation search trains each trial for at most this many epochs.
 MAX_EPOCHS = 15
 # Optuna's TPE samples the first 10 trials at random, then models the rest.
@@ -331,17 +336,17 @@ class Choice:
 
 
 # The search's most frequent choice of each setting over the study's three
-# setups (run of 2026-11-30: 64-d in 2 of 3, long+short history in 2,
-# user id in 2; the median learning rate and epochs): a recipe to start from
-# on a new data set, before running the search on it.
+# setups (run of 2026-11-30: in-batch negatives, recent history and no user
+# id in 3 of 3, 64-d and temperature 0.2 in 2; the median learning rate and
+# epochs): a recipe to start from on a new data set, before searching on it.
 CHOSEN_DEFAULT = Choice(
     dim=64,
     negatives="in-batch",
-    history="long+short",
-    user_id=True,
-    temperature=0.1,
-    learning_rate=6.4e-3,
-    epochs=6,
+    history="recent",
+    user_id=False,
+    temperature=0.2,
+    learning_rate=1.5e-3,
+    epochs=4,
 )
 SPACE = {
     "dim": [32, 64, 128],
@@ -395,7 +400,9 @@ def choose(
         stop = tf.keras.callbacks.EarlyStopping(
             "val_top_100", mode="max", patience=2, restore_best_weights=True
         )
-        check = cf.TopKValidation(part.test, ks=KS, exclude="history")
+        check = cf.TopKValidation(
+            part.test, ks=KS, exclude="history", batch_size=EVAL_BATCH
+        )
         spec = dataclasses.replace(choice, epochs=max_epochs).model()
         history = fit_model(spec, part, movies, columns, seed, [check, stop])
         best = int(np.argmax(history["val_top_100"]))
@@ -573,7 +580,9 @@ def run_model(
     out = {"fit_seconds": time.perf_counter() - start}
     for protocol in spec.protocols:
         exclude = "history" if protocol == "next-event" else None
-        result = model.evaluate_top_k(split.test.batch(4096), ks=KS, exclude=exclude)
+        result = model.evaluate_top_k(
+            split.test.batch(EVAL_BATCH), ks=KS, exclude=exclude
+        )
         out[protocol] = metrics(result)
     # Each model's graphs and tables go with it: dozens of models run here.
     del model
@@ -590,13 +599,18 @@ def run_baseline(factory, split: Split, movies, protocol: str) -> dict:
     exclude = "history" if protocol == "next-event" else None
     return metrics(
         evaluation.evaluate_top_k(
-            recommender, split.test, ks=KS, exclude=exclude, batch_size=1024
+            recommender, split.test, ks=KS, exclude=exclude, batch_size=EVAL_BATCH
         )
     )
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Peak RSS of this process or of its largest finished child, in GB."""
+    peak = max(
+        resource.getrusage(who).ru_maxrss
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return peak / 2**20
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -815,44 +829,92 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_setup(
     setup: Setup, args: argparse.Namespace, runs: dict, kinds: dict, report: dict
 ) -> None:
-    """Every baseline and model of one setup, each seed."""
+    """Every baseline and model of one setup, each seed.
+
+    The search and each seed run in a child process (:func:`in_child`).
+    """
+    job = {"setup": SETUPS.index(setup), "args": vars(args)}
+    choice = None
+    if CHOSEN in args.models:
+        print(f"== {setup.name}: choosing a recipe ({args.trials} trials)", flush=True)
+        out = in_child({**job, "kind": "search"})
+        report[setup.name], choice = out["report"], out["choice"]
+        print(f"   chosen: {Choice(**choice)}", flush=True)
+    for seed in range(42, 42 + args.seeds):
+        out = in_child({**job, "kind": "seed", "seed": seed, "choice": choice})
+        for name, protocol, model, result in out["runs"]:
+            runs.setdefault((name, protocol, model), []).append(result)
+        for name, model, kind, description in out["kinds"]:
+            kinds[name, model] = (kind, description)
+
+
+def run_seed(
+    setup: Setup, args: argparse.Namespace, seed: int, choice: Choice | None
+) -> dict:
+    """The baselines and models of one setup and seed: rows and labels."""
     ratings, movie_columns = load(setup.dataset, args.data_dir)
     movies = tf.data.Dataset.from_tensor_slices(movie_columns)
     columns = frozenset(ratings)
-    seeds = list(range(42, 42 + args.seeds))
     specs = [MODELS[n] for n in args.models if n in MODELS]
     specs = [s for s in specs if setup.dataset in s.datasets]
-    if CHOSEN in args.models:
-        print(f"== {setup.name}: choosing a recipe ({args.trials} trials)", flush=True)
-        choice, report[setup.name] = choose(
-            ratings, movie_columns, setup, args.trials, seeds[0], args.max_epochs
-        )
+    if choice is not None:
         specs.append(choice.model())
-        print(f"   chosen: {choice}", flush=True)
-    for seed in seeds:
-        split = make_split(ratings, train_mask(ratings, setup, seed))
-        if not args.no_baselines:
-            for name, factory in BASELINES.items():
-                kinds[setup.name, name] = ("baseline", "")
-                for protocol in PROTOCOLS:
-                    result = run_baseline(factory, split, movie_columns, protocol)
-                    if result:
-                        runs.setdefault((setup.name, protocol, name), []).append(result)
-        for spec in specs:
-            print(
-                f"== {setup.name}, {spec.name}, seed {seed} "
-                f"(peak RSS so far {peak_rss_gb():.2f} GB)",
-                flush=True,
-            )
-            # Per setup: each setup's chosen recipe has its own description.
-            kinds[setup.name, spec.name] = ("model", spec.description)
-            # The chosen recipe keeps the epochs its search found.
-            epochs = 0 if spec.name == CHOSEN else args.epochs
-            out = run_model(spec, split, movies, columns, seed, epochs, args.verbose)
-            for protocol in spec.protocols:
-                runs.setdefault((setup.name, protocol, spec.name), []).append(
-                    out[protocol]
-                )
+    runs, kinds = [], []
+    split = make_split(ratings, train_mask(ratings, setup, seed))
+    if not args.no_baselines:
+        for name, factory in BASELINES.items():
+            kinds.append((setup.name, name, "baseline", ""))
+            for protocol in PROTOCOLS:
+                result = run_baseline(factory, split, movie_columns, protocol)
+                if result:
+                    runs.append((setup.name, protocol, name, result))
+    for spec in specs:
+        print(
+            f"== {setup.name}, {spec.name}, seed {seed} "
+            f"(peak RSS of this process so far {peak_rss_gb():.2f} GB)",
+            flush=True,
+        )
+        # Per setup: each setup's chosen recipe has its own description.
+        kinds.append((setup.name, spec.name, "model", spec.description))
+        # The chosen recipe keeps the epochs its search found.
+        epochs = 0 if spec.name == CHOSEN else args.epochs
+        out = run_model(spec, split, movies, columns, seed, epochs, args.verbose)
+        for protocol in spec.protocols:
+            runs.append((setup.name, protocol, spec.name, out[protocol]))
+    return {"runs": runs, "kinds": kinds}
+
+
+def run_job(job: dict) -> dict:
+    """One search or one seed of a setup (what :func:`in_child` runs)."""
+    args = argparse.Namespace(**job["args"])
+    setup = SETUPS[job["setup"]]
+    if job["kind"] == "search":
+        ratings, movie_columns = load(setup.dataset, args.data_dir)
+        choice, report = choose(
+            ratings, movie_columns, setup, args.trials, 42, args.max_epochs
+        )
+        return {"choice": dataclasses.asdict(choice), "report": report}
+    choice = Choice(**job["choice"]) if job["choice"] else None
+    return run_seed(setup, args, job["seed"], choice)
+
+
+JOB_FLAG = "--run-job"
+
+
+def in_child(job: dict) -> dict:
+    """Runs :func:`run_job` in a fresh interpreter and returns its result.
+
+    tf-keras keeps every fitted model's traced training functions alive after
+    ``clear_session()`` (keras-team/tf-keras#286): about 40 MB a model here,
+    over a hundred models in the study. A process per search and per seed
+    returns that memory; the study's peak is that of its largest process.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "result.json")
+        command = [sys.executable, os.path.abspath(__file__), JOB_FLAG]
+        subprocess.run([*command, json.dumps(job), output], check=True)
+        with open(output, encoding="utf-8") as handle:
+            return json.load(handle)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -901,4 +963,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == [JOB_FLAG]:
+        result = run_job(json.loads(sys.argv[2]))
+        with open(sys.argv[3], "w", encoding="utf-8") as handle:
+            json.dump(result, handle)
+    else:
+        main(sys.argv[1:])

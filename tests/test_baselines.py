@@ -51,6 +51,21 @@ def test_ease_matches_the_closed_form():
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("block_cells", [1, 7 * 40, 2**24])
+def test_ease_inverse_in_blocks_matches_float64_numpy(block_cells):
+    # Blocks of 1 and 7 rows split both the Gram accumulation (300 users)
+    # and the filling of the lower triangle (40 items); 2**24 is one block.
+    from scipy import sparse
+
+    x = (np.random.default_rng(0).random((300, 40)) < 0.2).astype(np.float64)
+    x[:, 5] = 0.0  # an item nobody rated: its row is l2 on the diagonal
+    got = baselines._inverse_gram(sparse.csr_matrix(x), 3.0, block_cells)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(
+        got, np.linalg.inv(x.T @ x + 3.0 * np.eye(40)), rtol=0, atol=1e-6
+    )
+
+
 def test_ease_breaks_ties_by_popularity():
     ease = baselines.EASE(l2=2.0).fit(EVENTS, item="item")
     scores = ease.score({"history": tf.constant([[""]])}).numpy()[0]

@@ -50,6 +50,27 @@ def test_dataset_gives_the_same_histories_and_batches_after_map_and_filter():
     assert batch["history"].shape == (4, 3)
 
 
+def test_dataset_gathers_long_histories_in_small_batches(monkeypatch):
+    # Gather batches hold about _GATHER_CELLS history cells, so a long
+    # max_length reads few events per batch (here 2): the same histories.
+    from ctxfeatures import history
+
+    monkeypatch.setattr(history, "_GATHER_CELLS", 8)
+    sizes, batch = [], tf.data.Dataset.batch
+
+    def spy(self, size, *args, **kwargs):
+        sizes.append(size)
+        return batch(self, size, *args, **kwargs)
+
+    columns = add_history(LOG, max_length=4)
+    events = tf.data.Dataset.from_tensor_slices(LOG)
+    monkeypatch.setattr(tf.data.Dataset, "batch", spy)
+    dataset = add_history(events, max_length=4)
+    assert sizes[-1] == 2  # the gather batch (earlier ones read the columns)
+    rows = [r["history"].astype(str).tolist() for r in dataset.as_numpy_iterator()]
+    assert rows == columns["history"].tolist()
+
+
 def test_integer_items_pad_with_minus_one():
     log = {"u": np.array([1, 1]), "i": np.array([5, 6]), "t": np.array([1, 2])}
     out = add_history(log, user="u", item="i", time="t", max_length=2)
