@@ -60,7 +60,9 @@ def test_ease_inverse_in_blocks_matches_float64_numpy(block_cells):
     x = (np.random.default_rng(0).random((300, 40)) < 0.2).astype(np.float64)
     x[:, 5] = 0.0  # an item nobody rated: its row is l2 on the diagonal
     got = baselines._inverse_gram(sparse.csr_matrix(x), 3.0, block_cells)
-    assert got.dtype == np.float32
+    # C-ordered and 64-byte aligned: TensorFlow takes it without a copy.
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.ctypes.data % 64 == 0
     np.testing.assert_allclose(
         got, np.linalg.inv(x.T @ x + 3.0 * np.eye(40)), rtol=0, atol=1e-6
     )
