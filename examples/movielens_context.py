@@ -370,8 +370,8 @@ def choose(
 
     The slice is the last 10% in time of the setup's training events; the
     test events are never read. Each trial trains with early stopping on the
-    validation hit@100 (patience 2) and is scored by its hit@10 and hit@100
-    as ratios to EASE fitted on the same events.
+    validation hit@100 (patience 2) and is scored by the smaller of its
+    hit@10 and hit@100 as ratios to EASE fitted on the same events.
     """
     import optuna
 
@@ -406,12 +406,14 @@ def choose(
         spec = dataclasses.replace(choice, epochs=max_epochs).model()
         history = fit_model(spec, part, movies, columns, seed, [check, stop])
         best = int(np.argmax(history["val_top_100"]))
+        ratios = {
+            k: float(history[f"val_top_{k}"][best] / ease[f"hit@{k}"]) for k in KS
+        }
         trial.set_user_attr("epochs", best + 1)
-        score = (
-            history["val_top_10"][best] / ease["hit@10"]
-            + history["val_top_100"][best] / ease["hit@100"]
-        )
-        return score / 2
+        trial.set_user_attr("ratios", ratios)
+        # The weaker ratio: a recipe must beat EASE at both cut-offs, and
+        # the mean let a large hit@10 lead hide a small hit@100 one.
+        return min(ratios.values())
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -428,7 +430,12 @@ def choose(
         "best_ratio_to_ease": study.best_value,
         "chosen": dataclasses.asdict(chosen),
         "trials": [
-            {**t.params, "epochs": t.user_attrs.get("epochs"), "ratio": t.value}
+            {
+                **t.params,
+                "epochs": t.user_attrs.get("epochs"),
+                "ratio": t.value,
+                "ratios": t.user_attrs.get("ratios"),
+            }
             for t in study.trials
         ],
     }
