@@ -375,13 +375,7 @@ def choose(
     """
     import optuna
 
-    train = train_mask(ratings, setup, seed)
-    order = np.flatnonzero(train)
-    cut = splits_at(ratings["timestamp"][order], 0.9)
-    inner = np.zeros_like(train)
-    inner[order[:cut]] = True
-    validation = np.zeros_like(train)
-    validation[order[cut:]] = True
+    inner, validation = validation_masks(ratings, train_mask(ratings, setup, seed))
     part = make_split(ratings, inner, validation)
     ease = run_baseline(BASELINES["EASE (l2=250)"], part, movie_columns, "next-event")
     movies = tf.data.Dataset.from_tensor_slices(movie_columns)
@@ -453,28 +447,48 @@ class Split:
     fitted: dict[str, np.ndarray]  # training columns, for the baselines
 
 
-def splits_at(times: np.ndarray, fraction: float) -> int:
-    """How many of the time-ordered ``times`` go before a cut at ``fraction``."""
-    return int(round(fraction * times.size))
+def event_index(times: np.ndarray, events: np.ndarray) -> tf.data.Dataset:
+    """The ``events`` (row numbers) and their times, for the library's splits."""
+    return tf.data.Dataset.from_tensor_slices(
+        {"event": events, "timestamp": times[events]}
+    )
+
+
+def event_mask(part: tf.data.Dataset, size: int) -> np.ndarray:
+    """Membership of the rows that ``part`` (of an :func:`event_index`) holds."""
+    mask = np.zeros(size, bool)
+    events = np.fromiter(part.map(lambda x: x["event"]).as_numpy_iterator(), np.int64)
+    mask[events] = True
+    return mask
 
 
 def train_mask(ratings: dict[str, np.ndarray], setup: Setup, seed: int) -> np.ndarray:
     """Training membership, by the library's own split functions."""
-    index = tf.data.Dataset.from_tensor_slices(
-        {
-            "event": np.arange(ratings["timestamp"].size),
-            "timestamp": ratings["timestamp"],
-        }
-    )
+    size = ratings["timestamp"].size
+    index = event_index(ratings["timestamp"], np.arange(size))
     if setup.split == "random":
-        size = int(round(setup.train_fraction * ratings["timestamp"].size))
-        train, _ = splits.random_split(index, size, seed=seed)
+        train, _ = splits.random_split(
+            index, int(round(setup.train_fraction * size)), seed=seed
+        )
     else:
         train, _ = splits.chronological_split(index, setup.train_fraction)
-    mask = np.zeros(ratings["timestamp"].size, bool)
-    events = np.fromiter(train.map(lambda x: x["event"]).as_numpy_iterator(), np.int64)
-    mask[events] = True
-    return mask
+    return event_mask(train, size)
+
+
+def validation_masks(
+    ratings: dict[str, np.ndarray], train: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The search's training events and validation slice, from ``train``.
+
+    The slice is the last 10% *in time* of the training events, cut by the
+    library's chronological split: the rating files are not in time order
+    (ml-latest-small's is by user), so their last rows are not the latest.
+    """
+    times, size = ratings["timestamp"], ratings["timestamp"].size
+    inner, validation = splits.chronological_split(
+        event_index(times, np.flatnonzero(train)), 0.9
+    )
+    return event_mask(inner, size), event_mask(validation, size)
 
 
 def make_split(

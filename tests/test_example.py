@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "movielens_context.py"
@@ -49,6 +50,22 @@ def test_help():
         [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--quick" in result.stdout
+
+
+def test_the_validation_slice_is_the_latest_tenth_of_training_in_time():
+    # Rows out of time order, as in ml-latest-small's file (sorted by user):
+    # the slice must be the latest training events, not the last rows.
+    study = load_study()
+    rng = np.random.default_rng(0)
+    times = rng.permutation(1000).astype(np.int64) * 60
+    train = np.ones(1000, bool)
+    train[rng.choice(1000, 200, replace=False)] = False
+    inner, validation = study.validation_masks({"timestamp": times}, train)
+    assert not (inner & validation).any() and ((inner | validation) == train).all()
+    assert validation.sum() == 80
+    assert times[inner].max() < times[validation].min()
+    # ... and no test (non-training) event is read.
+    assert not validation[~train].any()
 
 
 def test_each_setup_keeps_its_own_chosen_recipe():
