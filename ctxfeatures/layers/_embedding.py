@@ -24,32 +24,40 @@ COMBINERS = ("mean", "sum", "sqrtn")
 
 
 def pool(
-    vectors: tf.Tensor,
+    table: tf.keras.layers.Embedding,
     rows: tf.RaggedTensor,
     combiner: str,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """Pools the flat ``vectors`` of each row of ``rows``: sum, mean or sqrtn.
+    """Pools the embeddings of each row's ids in ``rows``: sum, mean or sqrtn.
 
     With ``weights`` (one per value), ``"mean"`` is the weighted mean and
     ``"sqrtn"`` divides the weighted sum by the root of the summed squared
     weights. Rows without values pool to zeros.
+
+    Each distinct id is looked up once and the rows are pooled by one sparse
+    x dense product: the table's gradient then holds one row per distinct id
+    (a history batch repeats its popular items thousands of times), which
+    spares the optimiser deduplicating every gathered row, and memory stays
+    that of the batch's ids whatever the table's size.
     """
-    ids, count = rows.value_rowids(), rows.nrows()
-    if weights is not None:
-        vectors = vectors * weights[:, None]
-    else:
-        weights = tf.ones_like(vectors[:, 0])
-    # num_segments keeps rows without values as zero rows.
-    total = tf.math.unsorted_segment_sum(vectors, ids, count)
-    if combiner == "sum":
-        return total
-    if combiner == "mean":
-        norm = tf.math.unsorted_segment_sum(weights, ids, count)
-    else:
-        norm = tf.sqrt(tf.math.unsorted_segment_sum(weights**2, ids, count))
-    # Empty rows have a zero total and a zero norm: keep them at zero.
-    return total / tf.maximum(norm, 1e-12)[:, None]
+    ids = tf.cast(rows.value_rowids(), tf.int64)
+    count = tf.cast(rows.nrows(), tf.int64)
+    distinct, position = tf.unique(rows.flat_values, out_idx=tf.int64)
+    vectors = table(distinct)
+    if weights is None:
+        weights = tf.ones(tf.shape(position), vectors.dtype)
+    weights = tf.cast(weights, vectors.dtype)
+    if combiner != "sum":
+        if combiner == "mean":
+            norm = tf.math.unsorted_segment_sum(weights, ids, count)
+        else:
+            norm = tf.sqrt(tf.math.unsorted_segment_sum(weights**2, ids, count))
+        # Empty rows have no values and a zero norm: they stay zero rows.
+        weights = weights / tf.gather(tf.maximum(norm, 1e-12), ids)
+    shape = tf.stack([count, tf.shape(distinct, out_type=tf.int64)[0]])
+    matrix = tf.SparseTensor(tf.stack([ids, position], axis=1), weights, shape)
+    return tf.sparse.sparse_dense_matmul(matrix, vectors)
 
 
 class EmbeddingFeature(FeatureLayer):
@@ -130,9 +138,8 @@ class EmbeddingFeature(FeatureLayer):
     def embed(self, prepared: Any, training: bool | None = None) -> tf.Tensor:
         table = self._table()
         if isinstance(prepared, tf.RaggedTensor):
-            vectors = table(prepared.flat_values)
             weights = self._value_weights(prepared)
-            return pool(vectors, prepared, self.combiner, weights)
+            return pool(table, prepared, self.combiner, weights)
         vectors = table(tf.maximum(prepared, 0))
         # A negative index is "no value": a zero vector.
         return tf.where((prepared >= 0)[:, None], vectors, tf.zeros_like(vectors))

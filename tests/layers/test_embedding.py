@@ -58,3 +58,29 @@ def test_negative_index_is_no_value():
     layer = cf.TimestampBuckets(2, boundaries=[10], embeddings_initializer="ones")
     np.testing.assert_array_equal(layer.embed(tf.constant([-1, 0, 1])).numpy()[0], 0)
     np.testing.assert_array_equal(layer.embed(tf.constant([-1, 0, 1])).numpy()[1:], 1)
+
+
+def test_pooling_looks_up_each_distinct_id_once():
+    # A history batch repeats its items: the table's gradient must hold one
+    # row per distinct id, not one per value (the optimiser would otherwise
+    # deduplicate every gathered row at every step).
+    layer = cf.MultiIdEmbedding(2, [1, 2, 3], id_dtype="int64", combiner="mean")
+    values = tf.ragged.constant([[1, 2, 1, 1], [2, 2], [], [3, 1]], tf.int64)
+    layer(values)
+    table = layer.embeddings
+    table.assign([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    with tf.GradientTape() as tape:
+        pooled = layer(values)
+        loss = tf.reduce_sum(pooled * [[1.0, 0.0]])
+    gradient = tape.gradient(loss, table)
+    assert isinstance(gradient, tf.IndexedSlices)
+    assert sorted(gradient.indices.numpy().tolist()) == [1, 2, 3]
+    # Repeats count in the mean; the empty row pools to zeros.
+    np.testing.assert_allclose(
+        pooled.numpy(), [[1.5, 2.5], [3.0, 4.0], [0.0, 0.0], [3.0, 4.0]]
+    )
+    dense = tf.math.unsorted_segment_sum(
+        gradient.values, gradient.indices, table.shape[0]
+    )
+    # d(sum of first coordinates)/d(row): 3/4 (row 0) + 1/2 (row 3) for id 1.
+    np.testing.assert_allclose(dense.numpy()[:, 0], [0.0, 1.25, 1.25, 0.5])
