@@ -48,16 +48,28 @@ def pool(
     if weights is None:
         weights = tf.ones(tf.shape(position), vectors.dtype)
     weights = tf.cast(weights, vectors.dtype)
-    if combiner != "sum":
-        if combiner == "mean":
-            norm = tf.math.unsorted_segment_sum(weights, ids, count)
-        else:
-            norm = tf.sqrt(tf.math.unsorted_segment_sum(weights**2, ids, count))
-        # Empty rows have no values and a zero norm: they stay zero rows.
-        weights = weights / tf.gather(tf.maximum(norm, 1e-12), ids)
+    weights = _divide_by_norm(weights, ids, count, combiner)
     shape = tf.stack([count, tf.shape(distinct, out_type=tf.int64)[0]])
     matrix = tf.SparseTensor(tf.stack([ids, position], axis=1), weights, shape)
     return tf.sparse.sparse_dense_matmul(matrix, vectors)
+
+
+def _divide_by_norm(
+    weights: tf.Tensor, ids: tf.Tensor, count: tf.Tensor, combiner: str
+) -> tf.Tensor:
+    """Each value's weight divided by its row's norm under ``combiner``.
+
+    The norm is the row's summed weights (mean), the root of their summed
+    squares (sqrtn) or 1 (sum).
+    """
+    if combiner == "sum":
+        return weights
+    if combiner == "mean":
+        norm = tf.math.unsorted_segment_sum(weights, ids, count)
+    else:
+        norm = tf.sqrt(tf.math.unsorted_segment_sum(weights**2, ids, count))
+    # A row without values has a zero norm and no weight to divide.
+    return weights / tf.gather(tf.maximum(norm, 1e-12), ids)
 
 
 class EmbeddingFeature(FeatureLayer):
