@@ -336,7 +336,7 @@ class Choice:
 
 
 # The search's most frequent choice of each setting over the study's three
-# setups (last run of 2026-11-30: in-batch negatives, recent history and no
+# setups (runs of 2026-11-30 and 2026-12-01: in-batch negatives, recent history and no
 # user id in 3 of 3, 64-d and temperature 0.2 in 2; the median learning rate
 # and epochs): a recipe to start from on a new data set, before searching.
 CHOSEN_DEFAULT = Choice(
