@@ -336,9 +336,10 @@ class Choice:
 
 
 # The search's most frequent choice of each setting over the study's three
-# setups (runs of 2026-11-30 and 2026-12-01: in-batch negatives, recent history and no
-# user id in 3 of 3, 64-d and temperature 0.2 in 2; the median learning rate
-# and epochs): a recipe to start from on a new data set, before searching.
+# setups (runs of 2026-11-30 and 2026-12-01: in-batch negatives, recent
+# history and no user id in 3 of 3, 64-d and temperature 0.2 in 2; the median
+# learning rate and epochs): a recipe to start from on a new data set, before
+# searching on it.
 CHOSEN_DEFAULT = Choice(
     dim=64,
     negatives="in-batch",

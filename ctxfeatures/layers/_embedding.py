@@ -47,7 +47,8 @@ def pool(
     vectors = table(distinct)
     if weights is None:
         weights = tf.ones(tf.shape(position), vectors.dtype)
-    weights = tf.cast(weights, vectors.dtype)
+    else:
+        weights = tf.cast(weights, vectors.dtype)
     weights = _divide_by_norm(weights, ids, count, combiner)
     shape = tf.stack([count, tf.shape(distinct, out_type=tf.int64)[0]])
     matrix = tf.SparseTensor(tf.stack([ids, position], axis=1), weights, shape)
