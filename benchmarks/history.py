@@ -92,7 +92,8 @@ def training_throughput(
     ratings, movie_columns = study.load("ml-100k", folders)
     movies = tf.data.Dataset.from_tensor_slices(movie_columns)
     setup = study.SETUPS[1]
-    split = study.make_split(ratings, study.train_mask(ratings, setup, 42))
+    train = study.train_mask(ratings, setup, 42)
+    split = study.make_split(ratings, train)
     spec = study.MODELS.get(recipe) or study.CHOSEN_DEFAULT.model()
     if negatives:
         logq = negatives != "catalogue"
@@ -107,7 +108,7 @@ def training_throughput(
     history = study.fit_model(
         spec, split, movies, frozenset(ratings), 0, callbacks=[timer]
     )
-    examples = len(study.train_mask(ratings, setup, 42).nonzero()[0])
+    examples = int(train.sum())
     steady = float(np.median(timer.times[1:] or timer.times))
     del history
     return {

@@ -1,0 +1,153 @@
+"""The next-item recipe script (examples/next_item.py) on CSV files."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("next_item")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def taste_log(tmp_path: Path, users: int = 120, per_user: int = 25):
+    """Each user picks items from one of 8 groups of 25: the history tells
+    the group, while popularity is flat and cannot."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(users):
+        group = user % 8
+        start = rng.integers(1_600_000_000, 1_700_000_000)
+        items = rng.choice(25, per_user, replace=False) + 25 * group
+        for step, item in enumerate(items):
+            rows.append([f"u{user}", f"i{item}", int(start + 3600 * step)])
+    events = write_csv(tmp_path / "events.csv", ["who", "what", "when"], rows)
+    # Titles share a word per group; each item has one or two tags.
+    items = [
+        [f"i{i}", f"Film {i} of kind{i // 25}", f"tag{i // 25}|tag{i % 3}"]
+        for i in range(200)
+    ]
+    catalogue = write_csv(tmp_path / "items.csv", ["what", "name", "tags"], items)
+    return events, catalogue
+
+
+def test_the_recipe_is_the_studys_chosen_default(script):
+    study = load_script("movielens_context")
+    chosen = study.CHOSEN_DEFAULT
+    recipe = script.Recipe()
+    trained = chosen.model().recipe
+    assert (recipe.dim, recipe.temperature, recipe.learning_rate) == (
+        chosen.dim,
+        chosen.temperature,
+        chosen.learning_rate,
+    )
+    assert (chosen.negatives, chosen.history, chosen.user_id) == (
+        "in-batch",
+        "recent",
+        False,
+    )
+    assert recipe.batch_size == trained.batch_size and trained.logq
+    # The study's "recent" history is the last 20 items, decay 0.8.
+    history = chosen.query(study.cf.IdEmbedding(4), frozenset())["history"]
+    assert (history.window, history.recency_decay) == (
+        recipe.window,
+        recipe.recency_decay,
+    )
+
+
+def test_end_to_end_beats_popularity_and_serves(script, tmp_path):
+    events, catalogue = taste_log(tmp_path)
+    export = tmp_path / "recommender"
+    report = script.main(
+        [
+            str(events),
+            "--items",
+            str(catalogue),
+            "--user",
+            "who",
+            "--item",
+            "what",
+            "--time",
+            "when",
+            "--text",
+            "name",
+            "--multi",
+            "tags",
+            "--batch-size",
+            "64",
+            "--max-epochs",
+            "8",
+            "--learning-rate",
+            "0.01",
+            "--test-fraction",
+            "0.2",
+            "--export",
+            str(export),
+            "--output",
+            str(tmp_path / "report.json"),
+        ]
+    )
+    test = report["test"]
+    assert set(test) == {"recipe", "most popular", "EASE"}
+    # Blind to the history, the query would rank alike for every request:
+    # one list of 10 of the 200 items, which holds few of any group's 25.
+    assert test["recipe"]["hit@10"] > 0.5 > test["most popular"]["hit@10"]
+    assert test["recipe"]["hit@100"] > 0.8 * test["EASE"]["hit@100"]
+    assert 1 <= report["epochs"] <= 8
+    assert json.loads((tmp_path / "report.json").read_text())["test"] == test
+    served = tf.saved_model.load(str(export)).signatures["serving_default"]
+    history = tf.constant([["i50", "i51", "i52"]])  # three items of group 2
+    ids = served(history=history, seconds_since_last=tf.constant([60], tf.int64))
+    top = [i.decode() for i in ids["ids"][0, :10].numpy()]
+    assert not {"i50", "i51", "i52"} & set(top)  # seen items are excluded
+    assert sum(50 <= int(i[1:]) < 75 for i in top) >= 8, top
+
+
+def test_iso_times_are_unix_seconds(script):
+    times = np.array(["2024-05-01T12:30:00", "1970-01-01T00:01:00"])
+    assert script.as_seconds(times, "when").tolist() == [1714566600, 60]
+    assert script.as_seconds(np.array(["60", "-5"]), "when").tolist() == [60, -5]
+
+
+@pytest.mark.parametrize(
+    "rows, flags, message",
+    [
+        ([["u", "i1", "10"]], ["--item", "item"], "no column 'item'"),
+        ([["u", "i1", "noon"]], [], "Received: 'noon'"),
+        ([["u", "i9", "10"]], ["--items", "ITEMS"], "not in .*items.csv.*'i9'"),
+        ([["u", "i1", "10"]], ["--text", "name"], "--text and --multi"),
+        ([["u", "i1", "10"]], ["--items", "ITEMS", "--text", "history"], "rename"),
+    ],
+)
+def test_bad_input_names_the_column_and_the_fix(script, tmp_path, rows, flags, message):
+    events = write_csv(tmp_path / "events.csv", ["user_id", "item_id", "t"], rows)
+    items = write_csv(tmp_path / "items.csv", ["item_id", "name"], [["i1", "A"]])
+    flags = [str(items) if flag == "ITEMS" else flag for flag in flags]
+    with pytest.raises(SystemExit, match=message):
+        script.main([str(events), "--time", "t", *flags])
