@@ -67,7 +67,8 @@ class Recipe:
 # ----------------------------------------------------------------- reading
 def read_csv(path: str, columns: list[str], delimiter: str) -> dict[str, np.ndarray]:
     """The named ``columns`` of a CSV file with a header row, as strings."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
@@ -114,6 +115,14 @@ def _is_time(value: str) -> bool:
 def load(args: argparse.Namespace) -> tuple[dict, dict, list[str], list[str]]:
     """(events, catalogue, text columns, multi-valued columns)."""
     raw = read_csv(args.events, [args.user, args.item, args.time], args.delimiter)
+    for name in (args.user, args.item):
+        # An empty id would read as a history's padding.
+        empty = np.flatnonzero(raw[name] == "")
+        if empty.size:
+            raise ValueError(
+                f"{args.events} line {empty[0] + 2}: column {name!r} is empty; "
+                "drop or fill such rows."
+            )
     events = {
         USER: raw[args.user],
         ITEM: raw[args.item],

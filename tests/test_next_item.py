@@ -129,6 +129,12 @@ def test_end_to_end_beats_popularity_and_serves(script, tmp_path):
     assert sum(50 <= int(i[1:]) < 75 for i in top) >= 8, top
 
 
+def test_a_byte_order_mark_does_not_hide_the_first_column(script, tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("\ufeffuser_id,item_id\nu,i1\n", encoding="utf-8")
+    assert script.read_csv(str(path), ["user_id"], ",")["user_id"].tolist() == ["u"]
+
+
 def test_iso_times_are_unix_seconds(script):
     times = np.array(["2024-05-01T12:30:00", "1970-01-01T00:01:00"])
     assert script.as_seconds(times, "when").tolist() == [1714566600, 60]
@@ -143,6 +149,7 @@ def test_iso_times_are_unix_seconds(script):
         ([["u", "i9", "10"]], ["--items", "ITEMS"], "not in .*items.csv.*'i9'"),
         ([["u", "i1", "10"]], ["--text", "name"], "--text and --multi"),
         ([["u", "i1", "10"]], ["--items", "ITEMS", "--text", "history"], "rename"),
+        ([["u", "i1", "10"], ["v", "", "20"]], [], "line 3: column 'item_id'"),
     ],
 )
 def test_bad_input_names_the_column_and_the_fix(script, tmp_path, rows, flags, message):
