@@ -47,7 +47,10 @@ KS = (10, 100)
 # Training events carry their last TRAIN_HISTORY items (the recipe reads 20);
 # test requests carry every earlier item, so that all seen items are excluded.
 TRAIN_HISTORY = 50
-EVAL_BATCH = 256
+# Test requests per evaluation step, fewer when histories are long: a step
+# holds batch x longest-history ids, and one user with 10^5 events would make
+# 256 requests 2.5 x 10^7 ids wide.
+EVAL_BATCH, EVAL_CELLS = 256, 2**20
 USER, ITEM, TIME = "user", "item", "timestamp"
 
 
@@ -165,6 +168,14 @@ def latest(times: np.ndarray, rows: np.ndarray, fraction: float) -> np.ndarray:
     return np.isin(rows, chosen)
 
 
+def longest_history(events: dict[str, np.ndarray]) -> int:
+    return int(np.unique(events[USER], return_counts=True)[1].max())
+
+
+def eval_batch_size(events: dict[str, np.ndarray]) -> int:
+    return max(1, min(EVAL_BATCH, EVAL_CELLS // longest_history(events)))
+
+
 def with_histories(
     events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -172,7 +183,7 @@ def with_histories(
     # Test events first, so that each part is a cheap take() / skip().
     order = np.concatenate([np.flatnonzero(test), np.flatnonzero(train)])
     log = tf.data.Dataset.from_tensor_slices({k: v[order] for k, v in events.items()})
-    longest = int(np.unique(events[USER], return_counts=True)[1].max())
+    longest = longest_history(events)
     histories = dict(user=USER, item=ITEM, time=TIME)
     count = int(test.sum())
     return (
@@ -250,7 +261,7 @@ def choose_epochs(
     tf.keras.utils.set_random_seed(seed)
     model = build(recipe, fitted, *parts)
     check = cf.TopKValidation(
-        held_out, ks=(100,), exclude="history", batch_size=EVAL_BATCH
+        held_out, ks=(100,), exclude="history", batch_size=eval_batch_size(events)
     )
     stop = tf.keras.callbacks.EarlyStopping("val_top_100", mode="max", patience=2)
     history = fit(model, recipe, fitted, recipe.max_epochs, seed, [check, stop])
@@ -271,11 +282,12 @@ def compare(
     train_columns: dict[str, np.ndarray],
     catalogue: dict[str, np.ndarray],
     test: tf.data.Dataset,
+    batch: int,
 ) -> dict[str, dict]:
     """Test metrics of the model, most-popular and EASE, by one evaluator."""
     results = {
         "recipe": metrics(
-            model.evaluate_top_k(test.batch(EVAL_BATCH), ks=KS, exclude="history")
+            model.evaluate_top_k(test.batch(batch), ks=KS, exclude="history")
         )
     }
     scorers = {"most popular": baselines.MostPopular(), "EASE": baselines.EASE(250.0)}
@@ -286,7 +298,7 @@ def compare(
         scorer.fit(train_columns, user=USER, item=ITEM, candidates=catalogue[ITEM])
         results[name] = metrics(
             evaluation.evaluate_top_k(
-                scorer, test, ks=KS, exclude="history", batch_size=EVAL_BATCH
+                scorer, test, ks=KS, exclude="history", batch_size=batch
             )
         )
     return results
@@ -329,7 +341,8 @@ def run(args: argparse.Namespace) -> dict:
     model = build(recipe, train_data, *parts)
     fit(model, recipe, train_data, epochs, args.seed)
     train_columns = {k: v[train] for k, v in events.items()}
-    results = compare(model, train_columns, catalogue, test_data)
+    batch = eval_batch_size(events)
+    results = compare(model, train_columns, catalogue, test_data, batch)
     print(
         f"{int(train.sum()):,} training and {int(test.sum()):,} test events, "
         f"{catalogue[ITEM].size:,} items; {epochs} epochs chosen on validation "

@@ -135,6 +135,17 @@ def test_a_byte_order_mark_does_not_hide_the_first_column(script, tmp_path):
     assert script.read_csv(str(path), ["user_id"], ",")["user_id"].tolist() == ["u"]
 
 
+def test_evaluation_batches_shrink_with_the_longest_history(script):
+    # A step holds batch x longest-history ids: 2^20 at most, 256 requests
+    # at most, one at least.
+    def log(longest: int) -> dict:
+        return {script.USER: np.array(["heavy"] * longest + ["light"])}
+
+    assert script.eval_batch_size(log(100)) == 256
+    assert script.eval_batch_size(log(2**14)) == 64
+    assert script.eval_batch_size(log(2**21)) == 1
+
+
 def test_iso_times_are_unix_seconds(script):
     times = np.array(["2024-05-01T12:30:00", "1970-01-01T00:01:00"])
     assert script.as_seconds(times, "when").tolist() == [1714566600, 60]
