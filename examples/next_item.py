@@ -169,21 +169,21 @@ def latest(times: np.ndarray, rows: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def longest_history(events: dict[str, np.ndarray]) -> int:
+    """Events of the most active user: the width of a test request's history."""
     return int(np.unique(events[USER], return_counts=True)[1].max())
 
 
-def eval_batch_size(events: dict[str, np.ndarray]) -> int:
-    return max(1, min(EVAL_BATCH, EVAL_CELLS // longest_history(events)))
+def eval_batch_size(longest: int) -> int:
+    return max(1, min(EVAL_BATCH, EVAL_CELLS // longest))
 
 
 def with_histories(
-    events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray
+    events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray, longest: int
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Training and test events, each with the user's earlier items."""
     # Test events first, so that each part is a cheap take() / skip().
     order = np.concatenate([np.flatnonzero(test), np.flatnonzero(train)])
     log = tf.data.Dataset.from_tensor_slices({k: v[order] for k, v in events.items()})
-    longest = longest_history(events)
     histories = dict(user=USER, item=ITEM, time=TIME)
     count = int(test.sum())
     return (
@@ -251,17 +251,18 @@ def choose_epochs(
     train: np.ndarray,
     parts: tuple,
     seed: int,
+    longest: int,
 ) -> tuple[int, list[float]]:
     """Epochs at the best validation hit@100 (the test events are not read)."""
     inner_rows = np.flatnonzero(train)
     validation = np.zeros_like(train)
     validation[inner_rows] = latest(events[TIME], inner_rows, 0.1)
     inner = train & ~validation
-    fitted, held_out = with_histories(events, inner, validation)
+    fitted, held_out = with_histories(events, inner, validation, longest)
     tf.keras.utils.set_random_seed(seed)
     model = build(recipe, fitted, *parts)
     check = cf.TopKValidation(
-        held_out, ks=(100,), exclude="history", batch_size=eval_batch_size(events)
+        held_out, ks=(100,), exclude="history", batch_size=eval_batch_size(longest)
     )
     stop = tf.keras.callbacks.EarlyStopping("val_top_100", mode="max", patience=2)
     history = fit(model, recipe, fitted, recipe.max_epochs, seed, [check, stop])
@@ -335,13 +336,14 @@ def run(args: argparse.Namespace) -> dict:
     test = latest(events[TIME], rows, args.test_fraction)
     train = ~test
     parts = (catalogue, text, multi, args.separator)
-    epochs, curve = choose_epochs(recipe, events, train, parts, args.seed)
-    train_data, test_data = with_histories(events, train, test)
+    longest = longest_history(events)  # one pass over the log, used thrice
+    epochs, curve = choose_epochs(recipe, events, train, parts, args.seed, longest)
+    train_data, test_data = with_histories(events, train, test, longest)
     tf.keras.utils.set_random_seed(args.seed)
     model = build(recipe, train_data, *parts)
     fit(model, recipe, train_data, epochs, args.seed)
     train_columns = {k: v[train] for k, v in events.items()}
-    batch = eval_batch_size(events)
+    batch = eval_batch_size(longest)
     results = compare(model, train_columns, catalogue, test_data, batch)
     print(
         f"{int(train.sum()):,} training and {int(test.sum()):,} test events, "

@@ -141,9 +141,9 @@ def test_evaluation_batches_shrink_with_the_longest_history(script):
     def log(longest: int) -> dict:
         return {script.USER: np.array(["heavy"] * longest + ["light"])}
 
-    assert script.eval_batch_size(log(100)) == 256
-    assert script.eval_batch_size(log(2**14)) == 64
-    assert script.eval_batch_size(log(2**21)) == 1
+    assert script.eval_batch_size(script.longest_history(log(100))) == 256
+    assert script.eval_batch_size(script.longest_history(log(2**14))) == 64
+    assert script.eval_batch_size(script.longest_history(log(2**21))) == 1
 
 
 def test_iso_times_are_unix_seconds(script):
