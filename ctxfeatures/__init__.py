@@ -28,6 +28,7 @@ from ctxfeatures import (  # noqa: E402
 )
 from ctxfeatures.callbacks import TopKValidation  # noqa: E402
 from ctxfeatures.catalogue import Catalogue  # noqa: E402
+from ctxfeatures.ensemble import Ensemble  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     AttentionHistory,
     CyclicalTime,
@@ -65,6 +66,7 @@ __all__ = [
     "Catalogue",
     "CyclicalTime",
     "DurationBuckets",
+    "Ensemble",
     "FeatureLayer",
     "HistoryEmbedding",
     "IdEmbedding",

@@ -13,10 +13,13 @@ columns (``--text``, e.g. titles) and multi-valued columns (``--multi``, e.g.
    log: never the event itself, nor anything at the same second or later);
 3. the number of epochs is chosen on a validation slice, the latest 10% in
    time of the training events (early stopping on validation hit@100);
-4. the recipe trains on all training events for that many epochs;
-5. test hit@10, hit@100 and NDCG@10 are printed beside most-popular and
-   EASE, items the user has already seen excluded for all three;
-6. with ``--export DIR`` the trained model is saved as a recommender that
+4. the recipe trains on all training events for that many epochs, three
+   times from different seeds, and the three models are ensembled (their
+   scores summed, ``ctxfeatures.Ensemble``);
+5. test hit@10, hit@100 and NDCG@10 of the ensemble and of its first model
+   are printed beside most-popular and EASE, items the user has already seen
+   excluded for all;
+6. with ``--export DIR`` the ensemble is saved as one recommender that
    takes a request's history and returns the top 100 unseen items.
 
 The recipe is the MovieLens study's ``CHOSEN_DEFAULT`` (docs/study.rst), the
@@ -24,8 +27,9 @@ setting its validation search chose most often across data sets: the last 20
 items (recency decay 0.8) in the candidates' own item table and the time since
 the previous event on the query side; item id, text and multi-valued features
 on the candidate side; cosine similarity / 0.2, 64-d, in-batch negatives with
-the logQ correction, Adam 1.5e-3, batches of 1024. It is where to start on a
-new data set; the study's search (examples/movielens_context.py) tunes it.
+the logQ correction, Adam 1.5e-3, batches of 1024; three models, as the
+study's "ensembled" rows. It is where to start on a new data set; the study's
+search (examples/movielens_context.py) tunes it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ TRAIN_HISTORY = 50
 # 256 requests 2.5 x 10^7 ids wide.
 EVAL_BATCH, EVAL_CELLS = 256, 2**20
 USER, ITEM, TIME = "user", "item", "timestamp"
+MEMBER_SEED_STEP = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Recipe:
     learning_rate: float = 1.5e-3
     batch_size: int = 1024
     max_epochs: int = 10  # early stopping on the validation slice picks fewer
+    members: int = 3  # models trained from different seeds, ensembled
 
 
 # ----------------------------------------------------------------- reading
@@ -278,18 +284,37 @@ def metrics(result: dict) -> dict[str, float]:
     }
 
 
+def train_members(
+    recipe: Recipe, train: tf.data.Dataset, parts: tuple, epochs: int, seed: int
+) -> list[cf.RetrievalModel]:
+    """The recipe from ``recipe.members`` seeds: seed, seed + 100, ..."""
+    models = []
+    for member in range(recipe.members):
+        # 100 apart: runs with --seed 42, 43 and 44 share no member.
+        member_seed = seed + MEMBER_SEED_STEP * member
+        tf.keras.utils.set_random_seed(member_seed)
+        model = build(recipe, train, *parts)
+        fit(model, recipe, train, epochs, member_seed)
+        models.append(model)
+    return models
+
+
 def compare(
-    model: cf.RetrievalModel,
+    models: list[cf.RetrievalModel],
     train_columns: dict[str, np.ndarray],
     catalogue: dict[str, np.ndarray],
     test: tf.data.Dataset,
     batch: int,
 ) -> dict[str, dict]:
-    """Test metrics of the model, most-popular and EASE, by one evaluator."""
+    """Test metrics of the recipe, most-popular and EASE, by one evaluator."""
+    rankers = {"recipe": cf.Ensemble(models)}
+    if len(models) > 1:
+        rankers["recipe, one model"] = models[0]
     results = {
-        "recipe": metrics(
-            model.evaluate_top_k(test.batch(batch), ks=KS, exclude="history")
+        name: metrics(
+            ranker.evaluate_top_k(test.batch(batch), ks=KS, exclude="history")
         )
+        for name, ranker in rankers.items()
     }
     scorers = {"most popular": baselines.MostPopular(), "EASE": baselines.EASE(250.0)}
     for name, scorer in scorers.items():
@@ -339,20 +364,19 @@ def run(args: argparse.Namespace) -> dict:
     longest = longest_history(events)  # one pass over the log, used thrice
     epochs, curve = choose_epochs(recipe, events, train, parts, args.seed, longest)
     train_data, test_data = with_histories(events, train, test, longest)
-    tf.keras.utils.set_random_seed(args.seed)
-    model = build(recipe, train_data, *parts)
-    fit(model, recipe, train_data, epochs, args.seed)
+    models = train_members(recipe, train_data, parts, epochs, args.seed)
     train_columns = {k: v[train] for k, v in events.items()}
     batch = eval_batch_size(longest)
-    results = compare(model, train_columns, catalogue, test_data, batch)
+    results = compare(models, train_columns, catalogue, test_data, batch)
     print(
         f"{int(train.sum()):,} training and {int(test.sum()):,} test events, "
         f"{catalogue[ITEM].size:,} items; {epochs} epochs chosen on validation "
-        f"(hit@100 by epoch: {', '.join(f'{v:.3f}' for v in curve)})\n"
+        f"(hit@100 by epoch: {', '.join(f'{v:.3f}' for v in curve)}); "
+        f"{recipe.members} models ensembled\n"
     )
     print(table(results))
     if args.export:
-        model.export_recommender(args.export, k=100, exclude="history")
+        cf.Ensemble(models).export_recommender(args.export, k=100, exclude="history")
         print(
             f"\nRecommender saved to {args.export}: serving_default takes "
             "history (item ids, most recent last) and seconds_since_last."
@@ -393,6 +417,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--" + field.name.replace("_", "-"), type=type(field.default)
         )
     args = parser.parse_args(argv)
+    if args.members is not None and args.members < 1:
+        parser.error(f"--members must be >= 1; got {args.members}")
     if not 0.0 < args.test_fraction < 1.0:
         parser.error(f"--test-fraction must be in (0, 1); got {args.test_fraction}")
     return args

@@ -105,6 +105,7 @@ def test_quick_mode_end_to_end(ml100k, tmp_path):
         ("tutorial", "recently popular (30 days)"),
         ("tutorial", "tutorial"),
         *(("next-event", name) for name in [*baselines, "tutorial", "best", chosen]),
+        ("next-event", f"{chosen}, 3 seeds ensembled"),
     }
     for row in rows.values():
         assert row["setup"] == "ml-100k, chronological 80%"

@@ -73,6 +73,8 @@ def test_the_recipe_is_the_studys_chosen_default(script):
         False,
     )
     assert recipe.batch_size == trained.batch_size and trained.logq
+    assert recipe.members == study.MEMBERS
+    assert script.MEMBER_SEED_STEP == study.MEMBER_SEED_STEP
     # The study's "recent" history is the last 20 items, decay 0.8.
     history = chosen.query(study.cf.IdEmbedding(4), frozenset())["history"]
     assert (history.window, history.recency_decay) == (
@@ -114,7 +116,7 @@ def test_end_to_end_beats_popularity_and_serves(script, tmp_path):
         ]
     )
     test = report["test"]
-    assert set(test) == {"recipe", "most popular", "EASE"}
+    assert set(test) == {"recipe", "recipe, one model", "most popular", "EASE"}
     # Blind to the history, the query would rank alike for every request:
     # one list of 10 of the 200 items, which holds few of any group's 25.
     assert test["recipe"]["hit@10"] > 0.5 > test["most popular"]["hit@10"]
@@ -169,3 +171,9 @@ def test_bad_input_names_the_column_and_the_fix(script, tmp_path, rows, flags, m
     flags = [str(items) if flag == "ITEMS" else flag for flag in flags]
     with pytest.raises(SystemExit, match=message):
         script.main([str(events), "--time", "t", *flags])
+
+
+def test_members_below_one_are_refused(script, capsys):
+    with pytest.raises(SystemExit):
+        script.parse_args(["events.csv", "--members", "0"])
+    assert "--members must be >= 1; got 0" in capsys.readouterr().err
