@@ -31,9 +31,10 @@ _RAW_ONLY = (
 )
 
 
-class _SideBySide(tf.keras.Model):
+class _SideBySide(tf.Module):
     """The members' towers of one side, their outputs concatenated, each
-    multiplied by its scale. Holds the members' variables for export."""
+    multiplied by its scale. Tracks the members' variables for export; a
+    plain module, since it is never saved as a Keras model."""
 
     def __init__(self, towers: Sequence[tf.keras.Model], scales: Sequence[float]):
         super().__init__(name=f"{towers[0].name}_ensemble")
@@ -62,7 +63,7 @@ class _SideBySide(tf.keras.Model):
     def input_signature(self) -> dict[str, Any]:
         return dict(self._signature)
 
-    def call(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+    def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
         return tf.concat(
             [
                 scale * tower(inputs, training=training)
@@ -98,7 +99,7 @@ class Ensemble:
     width of the members' vectors.
 
     Attributes:
-        query_tower: A Keras model of the members' query towers side by side
+        query_tower: The members' query towers side by side, a callable
             (raw query features in, the scaled concatenated vector out).
         candidate_tower: The same for the candidate towers.
         catalogue: The :class:`~ctxfeatures.Catalogue` of the members,
