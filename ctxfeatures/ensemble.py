@@ -1,9 +1,9 @@
 """Ensembles of trained two-tower models, evaluated and served as one model.
 
 Models trained the same way from different seeds rank differently in the
-long tail; the sum of their scores ranks better than any of them (on the
-MovieLens study's validation slices, three members lifted hit@100 by 1-5%
-and hit@10 by 2-7%; see docs/study.rst). A sum of dot products is the dot
+long tail, and the sum of their scores often ranks better than any of them
+(on the MovieLens validation slices, three members lifted hit@100 by 1-5%
+and hit@10 by 2-9%; see docs/ensembles.rst). A sum of dot products is the dot
 product of the vectors placed side by side, so the ensemble is itself a
 two-tower model: one query vector, one catalogue of vectors, one index.
 """
