@@ -85,5 +85,16 @@ def _check_reference(app) -> None:
         raise ExtensionError(f"Public names missing from docs/api.rst: {missing}")
 
 
+def _unlink_metric_names(app, doctree) -> None:
+    """Metric names such as hit@10 read to docutils as e-mail addresses,
+    which it would render as mailto: links; the docs hold no addresses."""
+    from docutils import nodes
+
+    for reference in list(doctree.findall(nodes.reference)):
+        if reference.get("refuri", "").startswith("mailto:"):
+            reference.replace_self(nodes.Text(reference.astext()))
+
+
 def setup(app) -> None:
     app.connect("builder-inited", _check_reference)
+    app.connect("doctree-read", _unlink_metric_names)
