@@ -64,13 +64,12 @@ class _SideBySide(tf.Module):
         return dict(self._signature)
 
     def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> tf.Tensor:
-        return tf.concat(
-            [
-                scale * tower(inputs, training=training)
-                for tower, scale in zip(self.towers, self.scales)
-            ],
-            axis=1,
-        )
+        return self.join([tower(inputs, training=training) for tower in self.towers])
+
+    def join(self, vectors: Sequence[tf.Tensor]) -> tf.Tensor:
+        """The members' vectors (one per tower, in order), each scaled, side
+        by side: the one place the ensemble's scaling rule lives."""
+        return tf.concat([s * v for s, v in zip(self.scales, vectors)], axis=1)
 
 
 def _same_spec(first: Any, second: Any) -> bool:
@@ -176,9 +175,8 @@ class Ensemble:
         pairs = [
             model.embed_batch(features, training=training) for model in self.models
         ]
-        scales = self.query_tower.scales
-        query = tf.concat([s * q for s, (q, _) in zip(scales, pairs)], axis=1)
-        return query, tf.concat([c for _, c in pairs], axis=1)
+        query = self.query_tower.join([q for q, _ in pairs])
+        return query, self.candidate_tower.join([c for _, c in pairs])
 
     def candidate_embeddings(
         self, batch_size: int = _EVAL_BATCH

@@ -603,60 +603,37 @@ def run_model(
     movies: tf.data.Dataset,
     columns: frozenset,
     seed: int,
-    epochs: int,
     verbose: int,
-) -> dict:
-    if epochs:
-        spec = dataclasses.replace(
-            spec, recipe=dataclasses.replace(spec.recipe, epochs=epochs)
-        )
-    start = time.perf_counter()
-    model = fit_model(spec, split, movies, columns, seed, verbose=verbose)["model"]
-    out = {"fit_seconds": time.perf_counter() - start}
-    for protocol in spec.protocols:
-        exclude = "history" if protocol == "next-event" else None
-        result = model.evaluate_top_k(
-            split.test.batch(EVAL_BATCH), ks=KS, exclude=exclude
-        )
-        out[protocol] = metrics(result)
-    # Each model's graphs and tables go with it: dozens of models run here.
-    del model
-    tf.keras.backend.clear_session()
-    gc.collect()
-    return out
-
-
-def run_ensemble(
-    spec: Model,
-    split: Split,
-    movies: tf.data.Dataset,
-    columns: frozenset,
-    seed: int,
-    verbose: int,
-) -> tuple[dict, dict]:
-    """``spec`` from :data:`MEMBERS` seeds: (its first member, the ensemble)."""
-    single, ensembled = {}, {}
-    models = []
-    for member in range(MEMBERS):
+    members: int = 1,
+) -> list[dict]:
+    """Trains ``spec`` from ``members`` seeds (``seed``, then steps of
+    :data:`MEMBER_SEED_STEP`) and evaluates its first model and, with several
+    members, their :class:`ctxfeatures.Ensemble`: one result dict each."""
+    models, seconds = [], []
+    for member in range(members):
         start = time.perf_counter()
         member_seed = seed + MEMBER_SEED_STEP * member
         fitted = fit_model(spec, split, movies, columns, member_seed, verbose=verbose)
-        models.append(fitted["model"])
-        seconds = time.perf_counter() - start
-        single.setdefault("fit_seconds", seconds)
-        ensembled["fit_seconds"] = ensembled.get("fit_seconds", 0.0) + seconds
-    ensemble = cf.Ensemble(models)
-    for protocol in spec.protocols:
-        exclude = "history" if protocol == "next-event" else None
-        for out, ranker in ((single, models[0]), (ensembled, ensemble)):
+        models.append(fitted.pop("model"))
+        seconds.append(time.perf_counter() - start)
+    rankers = [(models[0], seconds[0])]
+    if members > 1:
+        rankers.append((cf.Ensemble(models), sum(seconds)))
+    outs = []
+    for ranker, fit_seconds in rankers:
+        out = {"fit_seconds": fit_seconds}
+        for protocol in spec.protocols:
+            exclude = "history" if protocol == "next-event" else None
             result = ranker.evaluate_top_k(
                 split.test.batch(EVAL_BATCH), ks=KS, exclude=exclude
             )
             out[protocol] = metrics(result)
-    del models, ensemble
+        outs.append(out)
+    # Each model's graphs and tables go with it: dozens of models run here.
+    del models, rankers, ranker, fitted
     tf.keras.backend.clear_session()
     gc.collect()
-    return single, ensembled
+    return outs
 
 
 def run_baseline(factory, split: Split, movies, protocol: str) -> dict:
@@ -953,13 +930,16 @@ def run_seed(
         # Per setup: each setup's chosen recipe has its own description.
         kinds.append((setup.name, spec.name, "model", spec.description))
         if spec.name == CHOSEN:  # with the epochs its search found
-            outs = run_ensemble(spec, split, movies, columns, seed, args.verbose)
-            names = (CHOSEN, ENSEMBLED)
+            members, names = MEMBERS, (CHOSEN, ENSEMBLED)
             kinds.append((setup.name, ENSEMBLED, "model", ENSEMBLED_DESCRIPTION))
         else:
-            epochs, verbose = args.epochs, args.verbose
-            outs = (run_model(spec, split, movies, columns, seed, epochs, verbose),)
-            names = (spec.name,)
+            members, names = 1, (spec.name,)
+            if args.epochs:
+                recipe = dataclasses.replace(spec.recipe, epochs=args.epochs)
+                spec = dataclasses.replace(spec, recipe=recipe)
+        outs = run_model(
+            spec, split, movies, columns, seed, args.verbose, members=members
+        )
         for name, out in zip(names, outs):
             for protocol in spec.protocols:
                 runs.append((setup.name, protocol, name, out[protocol]))

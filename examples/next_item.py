@@ -300,16 +300,16 @@ def train_members(
 
 
 def compare(
-    models: list[cf.RetrievalModel],
+    ensemble: cf.Ensemble,
     train_columns: dict[str, np.ndarray],
     catalogue: dict[str, np.ndarray],
     test: tf.data.Dataset,
     batch: int,
 ) -> dict[str, dict]:
     """Test metrics of the recipe, most-popular and EASE, by one evaluator."""
-    rankers = {"recipe": cf.Ensemble(models)}
-    if len(models) > 1:
-        rankers["recipe, one model"] = models[0]
+    rankers = {"recipe": ensemble}
+    if len(ensemble.models) > 1:
+        rankers["recipe, one model"] = ensemble.models[0]
     results = {
         name: metrics(
             ranker.evaluate_top_k(test.batch(batch), ks=KS, exclude="history")
@@ -365,9 +365,10 @@ def run(args: argparse.Namespace) -> dict:
     epochs, curve = choose_epochs(recipe, events, train, parts, args.seed, longest)
     train_data, test_data = with_histories(events, train, test, longest)
     models = train_members(recipe, train_data, parts, epochs, args.seed)
+    ensemble = cf.Ensemble(models)  # evaluated, then exported
     train_columns = {k: v[train] for k, v in events.items()}
     batch = eval_batch_size(longest)
-    results = compare(models, train_columns, catalogue, test_data, batch)
+    results = compare(ensemble, train_columns, catalogue, test_data, batch)
     print(
         f"{int(train.sum()):,} training and {int(test.sum()):,} test events, "
         f"{catalogue[ITEM].size:,} items; {epochs} epochs chosen on validation "
@@ -376,7 +377,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     print(table(results))
     if args.export:
-        cf.Ensemble(models).export_recommender(args.export, k=100, exclude="history")
+        ensemble.export_recommender(args.export, k=100, exclude="history")
         print(
             f"\nRecommender saved to {args.export}: serving_default takes "
             "history (item ids, most recent last) and seconds_since_last."

@@ -109,6 +109,8 @@ def test_end_to_end_beats_popularity_and_serves(script, tmp_path):
             "0.01",
             "--test-fraction",
             "0.2",
+            "--members",  # two: an ensemble, in less time than the default
+            "2",
             "--export",
             str(export),
             "--output",
@@ -122,6 +124,7 @@ def test_end_to_end_beats_popularity_and_serves(script, tmp_path):
     assert test["recipe"]["hit@10"] > 0.5 > test["most popular"]["hit@10"]
     assert test["recipe"]["hit@100"] > 0.8 * test["EASE"]["hit@100"]
     assert 1 <= report["epochs"] <= 8
+    assert report["recipe"]["members"] == 2
     assert json.loads((tmp_path / "report.json").read_text())["test"] == test
     served = tf.saved_model.load(str(export)).signatures["serving_default"]
     history = tf.constant([["i50", "i51", "i52"]])  # three items of group 2
