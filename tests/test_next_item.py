@@ -83,6 +83,7 @@ def test_the_recipe_is_the_studys_chosen_default(script):
     )
 
 
+@pytest.mark.slow  # trains the recipe 3 times: in the main suite only
 def test_end_to_end_beats_popularity_and_serves(script, tmp_path):
     events, catalogue = taste_log(tmp_path)
     export = tmp_path / "recommender"

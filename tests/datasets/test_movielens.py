@@ -97,6 +97,7 @@ def ids(data):
     }
 
 
+@pytest.mark.slow  # 100,000 real events: in the main suite only
 def test_splits_on_real_data(ml100k):
     ratings, _ = movielens.load(str(ml100k))
     train, test = splits.random_split(ratings, 80_000, seed=42)
