@@ -371,69 +371,93 @@ SPACE = {
 LEARNING_RATES = (1e-3, 1e-2)
 
 
-def choose(
-    ratings: dict[str, np.ndarray],
-    movie_columns: dict[str, np.ndarray],
-    setup: Setup,
-    trials: int,
-    seed: int,
-    max_epochs: int = MAX_EPOCHS,
-) -> tuple[Choice, dict]:
+SEARCH_SEED = 42
+
+
+def suggest(trial) -> Choice:
+    """One trial's settings, drawn from :data:`SPACE` and the learning rates."""
+    settings = {
+        key: trial.suggest_categorical(key, values) for key, values in SPACE.items()
+    }
+    rate = trial.suggest_float("learning_rate", *LEARNING_RATES, log=True)
+    return Choice(**settings, learning_rate=rate)
+
+
+def validation_split(ratings: dict[str, np.ndarray], setup: Setup) -> tuple[Split, int]:
+    """The search's split: the setup's training events without their last
+    10% in time, which are the validation slice (the test events are never
+    read); and the slice's size."""
+    train = train_mask(ratings, setup, SEARCH_SEED)
+    inner, validation = validation_masks(ratings, train)
+    return make_split(ratings, inner, validation), int(validation.sum())
+
+
+def validation_baseline(setup: Setup, args: argparse.Namespace) -> dict:
+    """EASE on the validation split: what the trials are scored against."""
+    ratings, movie_columns = load(setup.dataset, args.data_dir)
+    part, events = validation_split(ratings, setup)
+    ease = run_baseline(BASELINES["EASE (l2=250)"], part, movie_columns, "next-event")
+    return {"ease": ease, "events": events}
+
+
+def fit_trial(setup: Setup, args: argparse.Namespace, choice: Choice) -> dict:
+    """Trains one trial with early stopping on the validation hit@100
+    (patience 2); its validation hit@k per epoch."""
+    ratings, movie_columns = load(setup.dataset, args.data_dir)
+    part, _ = validation_split(ratings, setup)
+    movies = tf.data.Dataset.from_tensor_slices(movie_columns)
+    stop = tf.keras.callbacks.EarlyStopping(
+        "val_top_100", mode="max", patience=2, restore_best_weights=True
+    )
+    check = cf.TopKValidation(
+        part.test, ks=KS, exclude="history", batch_size=EVAL_BATCH
+    )
+    spec = dataclasses.replace(choice, epochs=args.max_epochs).model()
+    history = fit_model(
+        spec, part, movies, frozenset(ratings), SEARCH_SEED, [check, stop]
+    )
+    scores = {f"val_top_{k}": [float(v) for v in history[f"val_top_{k}"]] for k in KS}
+    return {**scores, "peak_rss_gb": peak_rss_gb()}
+
+
+def choose(setup: Setup, args: argparse.Namespace, job: dict) -> tuple[dict, dict]:
     """Optuna's TPE search over :data:`SPACE` on a validation slice.
 
     The slice is the last 10% in time of the setup's training events; the
     test events are never read. Each trial trains with early stopping on the
     validation hit@100 (patience 2) and is scored by the mean of its hit@10
-    and hit@100 as ratios to EASE fitted on the same events.
+    and hit@100 as ratios to EASE fitted on the same events. The baseline and
+    each trial run in a process of their own (:func:`in_child`): one process
+    for all the trials grew by the ~40 MB that tf-keras keeps of each fitted
+    model, to 2.24 GB on latest-small.
     """
     import optuna
 
-    inner, validation = validation_masks(ratings, train_mask(ratings, setup, seed))
-    part = make_split(ratings, inner, validation)
-    ease = run_baseline(BASELINES["EASE (l2=250)"], part, movie_columns, "next-event")
-    movies = tf.data.Dataset.from_tensor_slices(movie_columns)
-    columns = frozenset(ratings)
-
-    def objective(trial: optuna.Trial) -> float:
-        choice = Choice(
-            **{
-                key: trial.suggest_categorical(key, values)
-                for key, values in SPACE.items()
-            },
-            learning_rate=trial.suggest_float(
-                "learning_rate", *LEARNING_RATES, log=True
-            ),
-        )
-        stop = tf.keras.callbacks.EarlyStopping(
-            "val_top_100", mode="max", patience=2, restore_best_weights=True
-        )
-        check = cf.TopKValidation(
-            part.test, ks=KS, exclude="history", batch_size=EVAL_BATCH
-        )
-        spec = dataclasses.replace(choice, epochs=max_epochs).model()
-        history = fit_model(spec, part, movies, columns, seed, [check, stop])
+    baseline = in_child({**job, "kind": "validation"})
+    ease = baseline["ease"]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEARCH_SEED)
+    )
+    for _ in range(args.trials):
+        trial = study.ask()
+        choice = dataclasses.asdict(suggest(trial))
+        history = in_child({**job, "kind": "trial", "choice": choice})
         best = int(np.argmax(history["val_top_100"]))
-        ratios = {
-            k: float(history[f"val_top_{k}"][best] / ease[f"hit@{k}"]) for k in KS
-        }
+        ratios = {k: history[f"val_top_{k}"][best] / ease[f"hit@{k}"] for k in KS}
         trial.set_user_attr("epochs", best + 1)
         trial.set_user_attr("ratios", ratios)
+        trial.set_user_attr("peak_rss_gb", history["peak_rss_gb"])
         # The mean, not the weaker ratio: the trials' hit@100 ratios lie
         # within a few percent of each other (one seed's noise), and scoring
         # by them alone chose worse recipes at test (docs/study.rst).
-        return sum(ratios.values()) / len(ratios)
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
-    )
-    study.optimize(objective, n_trials=trials)
+        study.tell(trial, sum(ratios.values()) / len(ratios))
     chosen = Choice(
         **study.best_params, epochs=int(study.best_trial.user_attrs["epochs"])
     )
     report = {
         "setup": setup.name,
-        "validation_events": int(validation.sum()),
+        "validation_events": baseline["events"],
         "validation_ease": ease,
         "best_ratio_to_ease": study.best_value,
         "chosen": dataclasses.asdict(chosen),
@@ -443,11 +467,12 @@ def choose(
                 "epochs": t.user_attrs.get("epochs"),
                 "ratio": t.value,
                 "ratios": t.user_attrs.get("ratios"),
+                "peak_rss_gb": t.user_attrs.get("peak_rss_gb"),
             }
             for t in study.trials
         ],
     }
-    return chosen, report
+    return dataclasses.asdict(chosen), report
 
 
 # ----------------------------------------------------------------- data
@@ -876,16 +901,15 @@ def run_setup(
 ) -> None:
     """Every baseline and model of one setup, each seed.
 
-    The search, each seed's baselines and fixed models, and each seed's
-    chosen recipe (three members held at once) run in child processes
-    (:func:`in_child`).
+    Each trial of the search (and its baseline), each seed's baselines and
+    fixed models, and each seed's chosen recipe (three members held at once)
+    run in child processes (:func:`in_child`).
     """
     job = {"setup": SETUPS.index(setup), "args": vars(args)}
     choice = None
     if CHOSEN in args.models:
         print(f"== {setup.name}: choosing a recipe ({args.trials} trials)", flush=True)
-        out = in_child({**job, "kind": "search"})
-        report[setup.name], choice = out["report"], out["choice"]
+        choice, report[setup.name] = choose(setup, args, job)
         print(f"   chosen: {Choice(**choice)}", flush=True)
     for seed in range(42, 42 + args.seeds):
         jobs = [{**job, "kind": "seed", "seed": seed, "choice": None}]
@@ -947,16 +971,15 @@ def run_seed(
 
 
 def run_job(job: dict) -> dict:
-    """One search or one seed of a setup (what :func:`in_child` runs)."""
+    """One search trial, the search's baseline, or one seed of a setup (what
+    :func:`in_child` runs)."""
     args = argparse.Namespace(**job["args"])
     setup = SETUPS[job["setup"]]
-    if job["kind"] == "search":
-        ratings, movie_columns = load(setup.dataset, args.data_dir)
-        choice, report = choose(
-            ratings, movie_columns, setup, args.trials, 42, args.max_epochs
-        )
-        return {"choice": dataclasses.asdict(choice), "report": report}
-    choice = Choice(**job["choice"]) if job["choice"] else None
+    choice = Choice(**job["choice"]) if job.get("choice") else None
+    if job["kind"] == "validation":
+        return validation_baseline(setup, args)
+    if job["kind"] == "trial":
+        return fit_trial(setup, args, choice)
     return run_seed(setup, args, job["seed"], choice)
 
 
@@ -968,7 +991,7 @@ def in_child(job: dict) -> dict:
 
     tf-keras keeps every fitted model's traced training functions alive after
     ``clear_session()`` (keras-team/tf-keras#286): about 40 MB a model here,
-    over a hundred models in the study. A process per search and per seed
+    over a hundred models in the study. A process per trial and per seed
     returns that memory; the study's peak is that of its largest process.
     """
     with tempfile.TemporaryDirectory() as folder:

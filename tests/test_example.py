@@ -119,6 +119,8 @@ def test_quick_mode_end_to_end(ml100k, tmp_path):
     search = results["search"]["ml-100k, chronological 80%"]
     assert len(search["trials"]) == 2 and search["validation_events"] > 7000
     assert 0 < search["validation_ease"]["hit@100"] < 1
+    # Each trial ran in a process of its own, which reports its peak RSS.
+    assert all(0.1 < t["peak_rss_gb"] < 4 for t in search["trials"])
     assert rows[("next-event", chosen)]["description"].startswith(
         search["chosen"]["history"]
     )
