@@ -39,7 +39,8 @@ def run_study(data_dirs, tmp_path, *args):
         ],
         capture_output=True,
         text=True,
-        timeout=900,
+        # Generous: beside other jobs on 2 cores the quick study took 13 min.
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((tmp_path / "results.json").read_text()), result.stdout
@@ -93,9 +94,9 @@ def test_quick_mode_end_to_end(ml100k, tmp_path):
         "ml-100k",
         "--splits",
         "chronological",
+        # "best" runs in test_quick_mode_on_latest_small: one fixed model here.
         "--models",
         "tutorial",
-        "best",
         chosen,
     )
     rows = {(r["protocol"], r["model"]): r for r in results["rows"]}
@@ -104,7 +105,7 @@ def test_quick_mode_end_to_end(ml100k, tmp_path):
         ("tutorial", "most popular"),
         ("tutorial", "recently popular (30 days)"),
         ("tutorial", "tutorial"),
-        *(("next-event", name) for name in [*baselines, "tutorial", "best", chosen]),
+        *(("next-event", name) for name in [*baselines, "tutorial", chosen]),
         ("next-event", f"{chosen}, 3 seeds ensembled"),
     }
     for row in rows.values():
