@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -250,6 +251,10 @@ def spark():
     )
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("Spark needs Java 17+ (none found; .ci/run installs it)")
+    # Workers run this interpreter, not the first python3 on PATH: Spark
+    # refuses a worker of another minor version (PYTHON_VERSION_MISMATCH).
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", sys.executable))
     session = (
         pyspark.SparkSession.builder.master("local[2]")
         .config("spark.sql.shuffle.partitions", "4")
@@ -260,6 +265,7 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+    patch.undo()
 
 
 def spark_result(spark, source, **kwargs) -> dict[str, np.ndarray]:
