@@ -26,6 +26,29 @@ ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
 ML_LATEST_SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small"
 
 
+# -------------------------------------------------------------------- hooks
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (end-to-end runs, about 30 min)",
+    )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    # Slow tests are skipped, with the way to run them, unless asked for by
+    # --slow or by a -m expression that names them (e.g. `-m slow`). A plain
+    # run (the README's, CI's) stays within CI's time limit.
+    if config.getoption("--slow") or "slow" in config.getoption("markexpr"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with `pytest --slow` or `-m slow`")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
 # ----------------------------------------------------------------- builders
 def synthetic_events(
     n: int = 3000, users: int = 60, items: int = 40, seed: int = 0

@@ -1,0 +1,105 @@
+"""CI: each benchmark smoke run wrote a complete table of finite numbers.
+
+No timing thresholds (the machine is noisy): only that every row is there and
+every measurement is a finite number. Usage: ``python .ci/check_benchmarks.py
+NAME [NAME ...]`` with names from ``CHECKS``, reading ``benchmarks/out``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+OUT = Path("benchmarks/out")
+
+
+def load(name: str) -> dict:
+    return json.loads((OUT / name).read_text())
+
+
+def finite(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def run() -> str:
+    results = load("results.json")
+    assert len(results["rows"]) == 11 and len(results["scale"]) == 2, results
+    for row in results["rows"]:
+        assert finite(row["ctxfeatures"]) and finite(row["reference"]), row
+    return f"benchmark table complete: {len(results['rows'])} rows"
+
+
+def history() -> str:
+    results = load("history.json")
+    assert len(results["prepare"]) == 2, results
+    for prepared in results["prepare"]:
+        assert prepared["events"] == 2 * 10**5, prepared
+        assert prepared["prepare_seconds"] > 0, prepared
+    assert math.isfinite(results["train"]["examples_per_second"]), results
+    recipes = [(r["recipe"], r["negatives"]) for r in results["recipes"]]
+    chosen = results["recipes"][3]["negatives"]
+    expected = [("best", "in-batch"), ("best", "catalogue"), ("best", "mixed")]
+    assert recipes == [*expected, ("chosen", chosen)], recipes
+    for recipe in results["recipes"]:
+        assert finite(recipe["examples_per_second"]), recipe
+    return f"history benchmark complete: {len(recipes)} training recipes"
+
+
+def catalogue() -> str:
+    results = load("catalogue.json")
+    methods = ["exact", "ivf-8", "ivf-32", "tfrs_brute_force", "faiss_ivf-8"]
+    methods += ["faiss_ivf-32", "faiss_hnsw", "tfrs_scann"]
+    rows = results["serving"]
+    assert [r["method"] for r in rows] == methods * 2, [r["method"] for r in rows]
+    for row in rows:
+        if "skipped" in row:  # ScaNN has no release for every TensorFlow
+            assert row["method"] == "tfrs_scann", row
+            continue
+        assert 0.0 <= row["recall_100"] <= 1.0 and math.isfinite(row["p50_ms"]), row
+        if row["method"] in ("exact", "tfrs_brute_force"):
+            assert row["recall_10"] == row["recall_100"] == 1.0, row
+    evaluation = results["evaluation"]
+    assert len(evaluation) == 2 and evaluation[0]["equal_to_one_chunk"] is True
+    return f"catalogue benchmark complete: {len(rows)} serving rows"
+
+
+def distributed() -> str:
+    runs = load("distributed.json")["runs"]
+    strategies = ["multi-worker"] * 2 + ["parameter servers"] * 3
+    assert [r["strategy"] for r in runs] == strategies, runs
+    for run in runs:
+        assert finite(run["examples_per_second"]), run
+    for run in runs[3:]:
+        assert run["user_table_rows"] == 2**20, run
+        assert len(run["user_table_parts"]) == 2, run
+    return f"distributed benchmark complete: {len(runs)} runs"
+
+
+def pipeline() -> str:
+    results = load("pipeline.json")
+    events = results["log"]["events"]
+    assert events == results["epoch"]["examples"] == 200_000, results
+    assert results["history"]["files"] >= 1, results["history"]
+    assert results["history"]["seconds"] > 0, results["history"]
+    assert results["adapt"]["vocabularies"]["item_ids"] > 0, results["adapt"]
+    assert [run["mode"] for run in results["train"]] == ["parquet", "memory"]
+    for run in [results["epoch"], *results["train"]]:
+        assert math.isfinite(run["examples_per_second"]), run
+        assert math.isfinite(run["loss"]), run
+    return f"pipeline benchmark complete: {len(results['train']) + 1} training runs"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "run": run,
+    "history": history,
+    "catalogue": catalogue,
+    "distributed": distributed,
+    "pipeline": pipeline,
+}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(CHECKS[name]())
