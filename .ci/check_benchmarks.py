@@ -46,6 +46,8 @@ def history() -> str:
     assert recipes == [*expected, ("chosen", chosen)], recipes
     for recipe in results["recipes"]:
         assert finite_positive(recipe["examples_per_second"]), recipe
+    ceiling = results["ceiling"]
+    assert finite_positive(ceiling["ceiling_examples_per_second"]), ceiling
     return f"history benchmark complete: {len(recipes)} training recipes"
 
 

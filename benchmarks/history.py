@@ -8,7 +8,11 @@ peak RSS) at ``max_length`` 50 and 500 side by side: the ratio shows that
 memory does not grow with ``max_length``. Part 2 measures steady-epoch
 training throughput on MovieLens 100K of the study's best model, of the same
 model with full-catalogue and mixed negatives, and of the recipe the study's
-validation search chooses most often, each in its own process.
+validation search chooses most often, each in its own process. Beside them,
+in a process of its own, it times the three scoring products of an in-batch
+step of the chosen recipe's shape alone: the ceiling this machine, in this
+run, puts on any in-batch recipe of that shape (the machine's speed varies
+from day to day; the ratio to the ceiling does much less).
 """
 
 from __future__ import annotations
@@ -135,6 +139,53 @@ def throughput_child(data_dir: str, epochs: str, recipe: str, negatives: str):
     )
 
 
+def products_ceiling(batch: int, dim: int, steps: int = 50) -> dict:
+    """Times an in-batch step's three scoring products alone.
+
+    The step scores a ``(batch, dim)`` query block against the candidate
+    block of the same shape, and its gradient multiplies the ``(batch,
+    batch)`` score gradient by each block: ``3 * 2 * batch**2 * dim``
+    floating-point operations, the same ops TensorFlow's ``MatMul`` gradient
+    runs. No in-batch recipe of that shape trains faster than ``batch``
+    examples per time of these three products, whatever its other ops cost.
+    """
+    generator = tf.random.Generator.from_seed(0)
+    query = generator.normal([batch, dim])
+    candidate = generator.normal([batch, dim])
+    upstream = generator.normal([batch, batch])
+
+    @tf.function
+    def products() -> tuple[tf.Tensor, ...]:
+        scores = tf.matmul(query, candidate, transpose_b=True)
+        query_grad = tf.matmul(upstream, candidate)
+        candidate_grad = tf.matmul(upstream, query, transpose_a=True)
+        return scores[0, 0], query_grad[0, 0], candidate_grad[0, 0]
+
+    for _ in range(5):
+        products()
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(steps):
+            float(products()[0])  # waits for the step's ops
+        rounds.append((time.perf_counter() - start) / steps)
+    seconds = float(np.median(rounds))
+    return {
+        "batch": batch,
+        "dim": dim,
+        "step_seconds": seconds,
+        "gflops": 6 * batch**2 * dim / seconds / 1e9,
+        "ceiling_examples_per_second": batch / seconds,
+    }
+
+
+def ceiling_child() -> None:
+    study = load_example("movielens_context")
+    choice = study.CHOSEN_DEFAULT
+    batch = choice.model().recipe.batch_size
+    print(json.dumps(products_ceiling(batch, choice.dim)))
+
+
 RECIPES = (
     ("best", ""),
     ("best", "catalogue"),
@@ -143,7 +194,7 @@ RECIPES = (
 )
 
 
-def markdown(prepare: list[dict], train: list[dict]) -> str:
+def markdown(prepare: list[dict], train: list[dict], ceiling: dict) -> str:
     short, long = prepare
     lines = [
         f"add_history on {short['events']:,} synthetic events "
@@ -176,6 +227,17 @@ def markdown(prepare: list[dict], train: list[dict]) -> str:
             f"| {run['examples_per_second']:,.0f} | {run['epoch_seconds']:.2f} "
             f"| {run['examples_per_second'] / base:.2f} |"
         )
+    chosen = train[-1]["examples_per_second"]
+    ceiling_rate = ceiling["ceiling_examples_per_second"]
+    lines += [
+        "",
+        f"This machine in this run: the three scoring products of an in-batch "
+        f"step at batch {ceiling['batch']}, {ceiling['dim']}-d (the chosen "
+        f"recipe's shape) take {ceiling['step_seconds'] * 1e3:.2f} ms alone "
+        f"({ceiling['gflops']:.1f} GFLOP/s), a ceiling of {ceiling_rate:,.0f} "
+        f"examples/s for any in-batch recipe of that shape; the chosen recipe "
+        f"reached {chosen / ceiling_rate:.0%} of it.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +250,14 @@ def main(argv: list[str] | None = None) -> dict:
     size = 2 * 10**5 if args.quick else 10**7
     prepare = [prepare_run(size, 50), prepare_run(size, 500)]
     epochs = 2 if args.quick else 4
+    ceiling = run_child("history", "ceiling_child")
     runs = [throughput_run(args.data_dir, epochs, *recipe) for recipe in RECIPES]
-    results = {"prepare": prepare, "train": runs[0], "recipes": runs}
-    write_results(args.output, "history", results, markdown(prepare, runs))
+    results = {
+        "prepare": prepare,
+        "train": runs[0],
+        "recipes": runs,
+        "ceiling": ceiling,
+    }
+    markdown_text = markdown(prepare, runs, ceiling)
+    write_results(args.output, "history", results, markdown_text)
     return results
