@@ -28,6 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from ctxfeatures.catalogue import Catalogue
+from ctxfeatures.losses import dot_scores
 
 __all__ = [
     "CatalogueNegatives",
@@ -73,7 +74,8 @@ class Negatives:
 class InBatchNegatives(Negatives):
     """The other examples' candidates in the batch (TFRS' in-batch softmax).
 
-    Computed by the model's ``tfrs.tasks.Retrieval`` task, with its
+    Computed by the model's ``tfrs.tasks.Retrieval`` task (an
+    :class:`~ctxfeatures.losses.InBatchRetrieval`), with its
     temperature, logQ correction and (with ``remove_accidental_hits``)
     accidental-hit removal. Under several replicas the candidates are
     gathered, so each query sees the whole global batch.
@@ -116,7 +118,7 @@ class CatalogueNegatives(Negatives):
         positions, prepared = catalogue.prepared()
         vectors = model.candidate_tower.embed(prepared, training=True)
         positive = tf.reduce_sum(query * candidate, axis=1)
-        scores = tf.linalg.matmul(query, vectors, transpose_b=True)
+        scores = dot_scores(query, vectors)
         hit = _same_candidate(catalogue.index.lookup(ids), positions)
         return softmax_loss(positive, scores, hit, weight, model.temperature)
 
@@ -165,8 +167,8 @@ class MixedNegatives(Negatives):
         batch, batch_probability, batch_distinct = gather_replicas(
             candidate, probability, distinct
         )
-        in_batch = tf.linalg.matmul(query, batch, transpose_b=True)
-        drawn = tf.linalg.matmul(query, vectors, transpose_b=True)
+        in_batch = dot_scores(query, batch)
+        drawn = dot_scores(query, vectors)
         if probability is not None:
             in_batch -= tf.math.log(batch_probability)[None, :]
             rows = tf.cast(tf.shape(batch)[0], tf.float32)

@@ -27,7 +27,7 @@ from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch
 from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
-from ctxfeatures.losses import InBatchSoftmax
+from ctxfeatures.losses import InBatchRetrieval, InBatchSoftmax
 from ctxfeatures.negatives import Negatives, get_negatives
 from ctxfeatures.serving import export_recommender
 from ctxfeatures.tower import FeatureSpec, PreparedBatch, Tower, adapt_towers
@@ -112,9 +112,8 @@ class RetrievalModel(tfrs.models.Model):
         self.catalogue = Catalogue(candidates, candidate_id, candidate_tower)
         self.negatives = get_negatives(negatives)
         self.negatives.check(self)
-        self.task = tfrs.tasks.Retrieval(
+        self.task = InBatchRetrieval(
             loss=InBatchSoftmax(),
-            metrics=None,
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
         )
