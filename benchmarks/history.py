@@ -34,6 +34,7 @@ from benchmarks.harness import (
     write_results,
 )
 from ctxfeatures.history import add_history  # noqa: E402
+from ctxfeatures.losses import dot_scores  # noqa: E402
 
 BATCH = 4096
 
@@ -149,11 +150,12 @@ def products_ceiling(batch: int, dim: int, steps: int = 50) -> dict:
     """Times an in-batch step's three scoring products alone.
 
     The step scores a ``(batch, dim)`` query block against the candidate
-    block of the same shape, and its gradient multiplies the ``(batch,
-    batch)`` score gradient by each block: ``3 * 2 * batch**2 * dim``
-    floating-point operations, the same ops TensorFlow's ``MatMul`` gradient
-    runs. No in-batch recipe of that shape trains faster than ``batch``
-    examples per time of these three products, whatever its other ops cost.
+    block of the same shape with :func:`ctxfeatures.losses.dot_scores`, and
+    its gradient multiplies the ``(batch, batch)`` score gradient by each
+    block: ``3 * 2 * batch**2 * dim`` floating-point operations, timed here
+    as the step runs them (the scores and their gradient, from a tape). No
+    in-batch recipe of that shape trains faster than ``batch`` examples per
+    time of these three products, whatever its other ops cost.
     """
     generator = tf.random.Generator.from_seed(0)
     query = generator.normal([batch, dim])
@@ -162,9 +164,12 @@ def products_ceiling(batch: int, dim: int, steps: int = 50) -> dict:
 
     @tf.function
     def products() -> tuple[tf.Tensor, ...]:
-        scores = tf.matmul(query, candidate, transpose_b=True)
-        query_grad = tf.matmul(upstream, candidate)
-        candidate_grad = tf.matmul(upstream, query, transpose_a=True)
+        with tf.GradientTape() as tape:
+            tape.watch([query, candidate])
+            scores = dot_scores(query, candidate)
+        query_grad, candidate_grad = tape.gradient(
+            scores, [query, candidate], output_gradients=upstream
+        )
         return scores[0, 0], query_grad[0, 0], candidate_grad[0, 0]
 
     def run_steps() -> None:
