@@ -1,12 +1,14 @@
 """The in-batch softmax retrieval loss: :class:`InBatchSoftmax`, without a label
-matrix, and the TFRS task that computes it with a faster gradient."""
+matrix, and :func:`dot_scores`, the scores with a faster gradient.
+
+Neither needs TensorFlow Recommenders; the task that uses both is in
+:mod:`ctxfeatures.task`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 
 @tf.keras.utils.register_keras_serializable(package="ctxfeatures")
@@ -83,74 +85,3 @@ def dot_scores(query: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
     transpose_a=True)``, which its CPU kernels run at half the speed.
     """
     return tf.linalg.matmul(query, tf.transpose(candidates))
-
-
-class InBatchRetrieval(tfrs.tasks.Retrieval):
-    """``tfrs.tasks.Retrieval`` whose scores' gradient runs as faster products.
-
-    TFRS scores with ``matmul(query, candidate, transpose_b=True)``, whose
-    gradient for the candidates is ``matmul(grad, query, transpose_a=True)``:
-    a product that reads the ``(batch, batch)`` score gradient transposed,
-    which TensorFlow's CPU kernels run at half the speed of the same
-    arithmetic written ``transpose(matmul(transpose(query), grad))`` (5.5 ms
-    against 2.8 ms at 1024 x 1024 x 64). It scores with :func:`dot_scores`,
-    whose gradient takes that second form. The scores are bitwise TFRS' own
-    and the gradients equal to float rounding (tests/test_losses.py); what
-    follows the scores is TFRS' steps, in TFRS' order.
-
-    :class:`RetrievalModel` builds it with its loss, temperature and
-    accidental-hit setting; it takes no metrics and no hard-negative mining.
-
-    Args:
-        loss: The loss of the corrected scores (an :class:`InBatchSoftmax`).
-        temperature: Optional divisor of the scores.
-        remove_accidental_hits: Mask negatives that share the positive's id.
-    """
-
-    def __init__(
-        self,
-        loss: tf.keras.losses.Loss,
-        temperature: float | None = None,
-        remove_accidental_hits: bool = False,
-    ) -> None:
-        super().__init__(
-            loss=loss,
-            metrics=None,
-            temperature=temperature,
-            remove_accidental_hits=remove_accidental_hits,
-        )
-
-    def call(
-        self,
-        query_embeddings: tf.Tensor,
-        candidate_embeddings: tf.Tensor,
-        sample_weight: tf.Tensor | None = None,
-        candidate_sampling_probability: tf.Tensor | None = None,
-        candidate_ids: tf.Tensor | None = None,
-        compute_metrics: bool = False,
-        compute_batch_metrics: bool = False,
-    ) -> tf.Tensor:
-        """The summed loss of one batch (TFRS' arguments; no metrics)."""
-        if compute_metrics or compute_batch_metrics:
-            raise ValueError(
-                "InBatchRetrieval computes no metrics: pass "
-                "compute_metrics=False and compute_batch_metrics=False."
-            )
-        scores = dot_scores(query_embeddings, candidate_embeddings)
-        labels = tf.eye(tf.shape(scores)[0], tf.shape(scores)[1])
-        if self._temperature is not None:
-            scores = scores / self._temperature
-        if candidate_sampling_probability is not None:
-            scores = tfrs.layers.loss.SamplingProbablityCorrection()(
-                scores, candidate_sampling_probability
-            )
-        if self._remove_accidental_hits:
-            if candidate_ids is None:
-                raise ValueError(
-                    "When accidental hit removal is enabled, candidate ids "
-                    "must be supplied."
-                )
-            scores = tfrs.layers.loss.RemoveAccidentalHits()(
-                labels, scores, candidate_ids
-            )
-        return self._loss(y_true=labels, y_pred=scores, sample_weight=sample_weight)

@@ -75,7 +75,7 @@ class InBatchNegatives(Negatives):
     """The other examples' candidates in the batch (TFRS' in-batch softmax).
 
     Computed by the model's ``tfrs.tasks.Retrieval`` task (an
-    :class:`~ctxfeatures.losses.InBatchRetrieval`), with its
+    :class:`~ctxfeatures.task.InBatchRetrieval`), with its
     temperature, logQ correction and (with ``remove_accidental_hits``)
     accidental-hit removal. Under several replicas the candidates are
     gathered, so each query sees the whole global batch.

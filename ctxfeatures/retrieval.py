@@ -27,9 +27,10 @@ from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch
 from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
-from ctxfeatures.losses import InBatchRetrieval, InBatchSoftmax
+from ctxfeatures.losses import InBatchSoftmax
 from ctxfeatures.negatives import Negatives, get_negatives
 from ctxfeatures.serving import export_recommender
+from ctxfeatures.task import InBatchRetrieval
 from ctxfeatures.tower import FeatureSpec, PreparedBatch, Tower, adapt_towers
 
 _EVAL_BATCH = 4096

@@ -9,7 +9,8 @@ import tensorflow_recommenders as tfrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctxfeatures.losses import InBatchRetrieval, InBatchSoftmax, dot_scores
+from ctxfeatures.losses import InBatchSoftmax, dot_scores
+from ctxfeatures.task import InBatchRetrieval
 
 
 def tfrs_default_loss(scores, weights):
