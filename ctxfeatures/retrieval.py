@@ -239,6 +239,25 @@ class RetrievalModel(tfrs.models.Model):
         )
 
     # ----------------------------------------------------------------- training
+    def compile(self, *args: Any, jit_compile: Any = None, **kwargs: Any) -> None:
+        """Keras' ``compile``, refusing ``jit_compile=True``.
+
+        XLA cannot compile the training step: string ids reach it, and pooled
+        features look up each batch's distinct ids, a shape that depends on
+        the values. Without this check the first ``fit`` step fails deep
+        inside TensorFlow's XLA bridge.
+
+        Raises:
+            ValueError: if ``jit_compile`` is true.
+        """
+        if jit_compile:
+            raise ValueError(
+                "`jit_compile` must be left unset: XLA cannot compile a "
+                "RetrievalModel's step (it reads string ids and pools each "
+                "batch's distinct ids). Received: jit_compile=True"
+            )
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
     def train_step(self, inputs: Any) -> dict[str, tf.Tensor]:
         """TFRS' step; the logs are epoch means, as in ``History``."""
         return self._mean_logs(super().train_step(inputs))

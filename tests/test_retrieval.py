@@ -276,6 +276,12 @@ MODEL_ERRORS = [
         "cannot be saved as one model file.*save_weights.*export_recommender",
     ),
     (
+        "jit-compile",
+        lambda c: c.model.compile(tf.keras.optimizers.Adam(), jit_compile=True),
+        ValueError,
+        "`jit_compile` must be left unset.*Received: jit_compile=True",
+    ),
+    (
         "fit-unbatched",
         lambda c: c.model.compute_loss(next(iter(c.data))),
         ValueError,
@@ -321,6 +327,14 @@ MODEL_ERRORS = [
 def test_errors(context, call, error, match):
     with pytest.raises(error, match=match):
         call(context)
+
+
+def test_compile_passes_other_arguments_to_keras(synthetic, build_model):
+    data, catalogue = synthetic(n=64)
+    model = build_model(data, catalogue)
+    model.compile(tf.keras.optimizers.Adam(0.01), jit_compile=False, run_eagerly=True)
+    assert model.run_eagerly and not model.jit_compile
+    assert np.isfinite(model.fit(data.batch(32), verbose=0).history["loss"][0])
 
 
 def test_mirrored_strategy_matches_single_device(run_python):
