@@ -21,7 +21,9 @@ from ctxfeatures import (  # noqa: E402
     history,
     index,
     negatives,
+    recommend,
     saving,
+    serving,
     shards,
     tfrecords,
     training,
@@ -44,6 +46,7 @@ from ctxfeatures.layers import (  # noqa: E402
 )
 from ctxfeatures.losses import InBatchSoftmax  # noqa: E402
 from ctxfeatures.sampling import with_sampling_probability  # noqa: E402
+from ctxfeatures.saving import load_model  # noqa: E402
 from ctxfeatures.tower import PreparedBatch, Tower, adapt_towers  # noqa: E402
 
 # TFRS-backed names, imported on first use so that the layers stay usable
@@ -53,9 +56,9 @@ _RETRIEVAL = ("RetrievalModel", "build_retrieval_model")
 
 def __getattr__(name: str):
     if name in _RETRIEVAL:
-        from ctxfeatures import retrieval
+        from ctxfeatures import builder, retrieval
 
-        return getattr(retrieval, name)
+        return getattr(builder if name == "build_retrieval_model" else retrieval, name)
     raise AttributeError(f"module 'ctxfeatures' has no attribute {name!r}")
 
 
@@ -88,8 +91,11 @@ __all__ = [
     "evaluation",
     "history",
     "index",
+    "load_model",
     "negatives",
+    "recommend",
     "saving",
+    "serving",
     "shards",
     "tfrecords",
     "training",

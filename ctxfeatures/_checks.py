@@ -8,7 +8,6 @@ with the library's own message), and cost well under 2% of a step (see
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,10 +64,32 @@ def check_batch(batch: Mapping[str, Any]) -> None:
         )
 
 
-def warn_single_example(query: tf.Tensor) -> None:
-    if query.shape.rank and query.shape[0] == 1:
-        warnings.warn(
-            "RetrievalModel: batches of one example have no in-batch negatives, "
-            "so training learns nothing. Use a larger batch size.",
-            stacklevel=3,
-        )
+def checked_batch_rows(query: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+    """``query`` after a check that the first training batch has negatives.
+
+    In-batch softmax draws each example's negatives from the other examples
+    of its batch: with one example per batch the loss is 0 and nothing is
+    learnt, silently. Only the first step is checked, so a last, partial
+    batch of one example later in an epoch trains as usual.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    rows = query.shape[0]
+    if rows is not None and rows * replicas == 1:
+        raise ValueError(_ONE_EXAMPLE.format(rows=1))
+    global_rows = tf.shape(query)[0] * replicas
+    valid = tf.logical_or(global_rows > 1, step > 0)
+    message = _ONE_EXAMPLE.format(rows="that many")
+    with tf.control_dependencies(
+        [tf.debugging.Assert(valid, [message, "batch size:", global_rows])]
+    ):
+        return tf.identity(query)
+
+
+_ONE_EXAMPLE = (
+    "RetrievalModel.fit(): the first training batch holds {rows} example(s): "
+    "in-batch softmax then has no negatives, the loss is 0 and nothing is "
+    "learnt. Batch the data with batch_size > 1 (e.g. "
+    "`model.prepare(data, batch_size=1024)`), or train with "
+    "negatives='catalogue'."
+)

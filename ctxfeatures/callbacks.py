@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 
+from ctxfeatures._data import as_dataset
 from ctxfeatures.layers._inputs import check_positive_int
 
 __all__ = ["TopKValidation"]
@@ -53,7 +54,7 @@ class TopKValidation(tf.keras.callbacks.Callback):
 
     def __init__(
         self,
-        data: tf.data.Dataset,
+        data: tf.data.Dataset | Mapping[str, Any],
         ks: Sequence[int] = (10, 100),
         *,
         exclude: str | None = None,
@@ -61,11 +62,8 @@ class TopKValidation(tf.keras.callbacks.Callback):
         batch_size: int = 4096,
     ) -> None:
         super().__init__()
-        if not isinstance(data, tf.data.Dataset):
-            raise TypeError(
-                "TopKValidation: `data` must be a tf.data.Dataset of validation "
-                f"events. Received: {type(data).__name__}"
-            )
+        # A mapping of columns is converted once, here, not at every epoch.
+        data = as_dataset(data, "TopKValidation()")
         if not list(ks):
             raise ValueError("TopKValidation: `ks` must name at least one cut-off.")
         self.data = data

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ctxfeatures._data import as_dataset, is_columns
 from ctxfeatures.layers._inputs import batched
 from ctxfeatures.tower import Tower
 
@@ -29,7 +30,7 @@ class Catalogue:
 
     Args:
         candidates: A ``tf.data.Dataset`` of candidate feature dicts, batched
-            or not.
+            or not, or a mapping of equal-length columns.
         candidate_id: Key of the candidate identifier.
         tower: The candidate tower.
 
@@ -39,9 +40,16 @@ class Catalogue:
         ValueError: a missing key, or an empty catalogue.
     """
 
-    def __init__(self, candidates: tf.data.Dataset, candidate_id: str, tower: Tower):
+    def __init__(
+        self,
+        candidates: tf.data.Dataset | Mapping[str, Any],
+        candidate_id: str,
+        tower: Tower,
+    ):
         self.tower = tower
         self.candidate_id = candidate_id
+        if is_columns(candidates):
+            candidates = as_dataset(candidates, f"Tower '{tower.name}'", "candidates")
         self.dataset = self._check(candidates)
         self._index: CatalogueIndex | None = None
         self._prepared: tuple[tf.Tensor, dict[str, Any]] | None = None

@@ -19,6 +19,7 @@ import tensorflow as tf
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import _EVAL_BATCH, evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch
+from ctxfeatures.recommend import recommend
 from ctxfeatures.serving import export_recommender
 from ctxfeatures.tower import PreparedBatch
 
@@ -197,6 +198,20 @@ class Ensemble:
         batches only (each member prepares its own).
         """
         return evaluate_top_k(self, data, ks=ks, exclude=exclude, batch_size=batch_size)
+
+    def recommend(
+        self,
+        features: Mapping[str, Any] | tf.data.Dataset,
+        k: int = 10,
+        exclude: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best candidates of each request by the summed scores.
+
+        As :meth:`ctxfeatures.RetrievalModel.recommend`: raw query features
+        in (every member's), ``(ids, scores)`` numpy arrays out, the same
+        answers as :meth:`export_recommender`'s SavedModel.
+        """
+        return recommend(self, features, k=k, exclude=exclude)
 
     def export_recommender(
         self,

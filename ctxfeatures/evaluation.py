@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import tensorflow as tf
 
+from ctxfeatures._data import as_dataset, is_columns
 from ctxfeatures.catalogue import Catalogue, CatalogueIndex
 from ctxfeatures.layers._inputs import batched, check_feature_dataset
 from ctxfeatures.tower import PreparedBatch
@@ -255,7 +256,7 @@ def _check_exclude(spec: Mapping[str, Any], exclude: str, ids: tf.Tensor) -> Non
 
 def evaluate_top_k(
     model_or_scorer: Any,
-    data: tf.data.Dataset,
+    data: tf.data.Dataset | Mapping[str, Any],
     ks: Sequence[int] | None = None,
     exclude: str | None = None,
     batch_size: int = _EVAL_BATCH,
@@ -283,7 +284,8 @@ def evaluate_top_k(
     Args:
         model_or_scorer: A :class:`~ctxfeatures.RetrievalModel`, or a
             :class:`Scorer` such as a fitted baseline.
-        data: A dataset of feature dicts (batched or not) with the features
+        data: A dataset of feature dicts (batched or not), or a mapping of
+            equal-length columns, with the features
             the recommender reads, its true item's id and the ``exclude``
             feature; for a model also the output of its ``prepare()`` (no
             ``exclude``; the id column must have been in the prepared data).
@@ -317,6 +319,8 @@ def evaluate_top_k(
         >>> evaluation.evaluate_top_k(popular, test, ks=[1], exclude="history")
         {'top_1': 1.0, 'ndcg_1': 1.0, 'mrr': 1.0}
     """
+    if is_columns(data):
+        data = as_dataset(data, "evaluate_top_k()")
     if not (isinstance(data, tf.data.Dataset) and _is_prepared(data.element_spec)):
         check_feature_dataset(data, "evaluate_top_k()")
     if chunk_size is not None and (

@@ -9,34 +9,40 @@ evaluation in :mod:`ctxfeatures.evaluation` and export in
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ctxfeatures._checks import (
-    check_batch,
     check_temperature,
+    checked_batch_rows,
     checked_column,
-    warn_single_example,
 )
 from ctxfeatures._distribute import isolate_collectives
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch
-from ctxfeatures.layers._inputs import check_feature_dataset, is_batched
 from ctxfeatures.losses import InBatchSoftmax
-from ctxfeatures.negatives import Negatives, get_negatives
+from ctxfeatures.negatives import InBatchNegatives, Negatives, get_negatives
+from ctxfeatures.preparation import PreparesInput
+from ctxfeatures.recommend import recommend
 from ctxfeatures.serving import export_recommender
 from ctxfeatures.task import InBatchRetrieval
-from ctxfeatures.tower import FeatureSpec, PreparedBatch, Tower, adapt_towers
+from ctxfeatures.tower import PreparedBatch, Tower
 
 _EVAL_BATCH = 4096
+_NO_CALL = (
+    "A RetrievalModel has no single output to call or predict: use "
+    "`model.recommend(features, k=10, exclude='history')` for top-k ids and "
+    "scores, `model.query_tower(features)` / `model.candidate_embeddings()` "
+    "for vectors, or `model.export_recommender(path)` to serve."
+)
 
 
-class RetrievalModel(tfrs.models.Model):
+class RetrievalModel(PreparesInput, tfrs.models.Model):
     """A two-tower retrieval model on ``tfrs.models.Model`` + ``tfrs.tasks.Retrieval``.
 
     Training uses the in-batch softmax loss only: no retrieval metric runs
@@ -141,103 +147,6 @@ class RetrievalModel(tfrs.models.Model):
         """Embeds the catalogue once: returns ``(ids, embeddings)``."""
         return self.catalogue.embed(batch_size)
 
-    # ----------------------------------------------------------------- input
-    @property
-    def _loss_reads_ids(self) -> bool:
-        return self.remove_accidental_hits or self.negatives.needs_ids
-
-    def _context_keys(self, required: bool = True) -> list[str]:
-        """Raw columns kept in prepared batches: those the loss reads, and
-        (when not ``required``) the candidate id, which evaluation reads."""
-        keys = [self.sample_weight_key, self.sampling_probability_key]
-        if self._loss_reads_ids or not required:
-            keys.append(self.candidate_id)
-        return [key for key in keys if key is not None]
-
-    def prepare(self, data: tf.data.Dataset) -> tf.data.Dataset:
-        """Moves the towers' non-trainable work into the input pipeline.
-
-        Maps each batch of raw features through both towers'
-        :meth:`~ctxfeatures.Tower.preprocess` (vocabulary lookups,
-        tokenisation, bucketing, normalisation), keeping the sample weight,
-        sampling probability and (with ``remove_accidental_hits``) candidate
-        id columns, as :class:`~ctxfeatures.PreparedBatch` elements.
-        :meth:`fit`, :meth:`evaluate` and :meth:`evaluate_top_k` accept the
-        result in place of raw batches and give the same numbers.
-        Cache it to do that work once instead of every epoch::
-
-            train = model.prepare(raw_train.batch(2048)).cache()
-            model.fit(train, epochs=3)
-
-        Adapt the towers before preparing: the prepared values hold the
-        vocabulary and statistics of that moment.
-
-        Args:
-            data: A batched ``tf.data.Dataset`` of raw feature dicts.
-
-        Returns:
-            A dataset of prepared batches, in the same order.
-
-        Raises:
-            TypeError: ``data`` is not a dataset of dicts.
-            ValueError: unbatched or already prepared data, or a feature
-                missing from it.
-        """
-        if isinstance(data, tf.data.Dataset):
-            self._check_keys(data.element_spec, [])
-        check_feature_dataset(data, "RetrievalModel.prepare()")
-        if not is_batched(data):
-            raise ValueError(
-                "RetrievalModel.prepare() needs batched data, since the batch "
-                "is what in-batch softmax draws its negatives from: call "
-                "`data.batch(batch_size)` first."
-            )
-        self._check_keys(data.element_spec, self._context_keys())
-        return data.map(
-            tf.autograph.experimental.do_not_convert(self.prepare_batch),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-
-    def prepare_batch(self, batch: Mapping[str, Any]) -> PreparedBatch:
-        """One raw batch through both towers' ``preprocess`` (see :meth:`prepare`)."""
-        if isinstance(batch, PreparedBatch):
-            return batch
-        check_batch(batch)
-        return PreparedBatch(
-            query=self.query_tower.preprocess(batch),
-            candidate=self.candidate_tower.preprocess(batch),
-            context={
-                key: batch[key]
-                for key in self._context_keys(required=False)
-                if key in batch
-            },
-        )
-
-    @staticmethod
-    def _check_keys(spec: Any, keys: list[str]) -> None:
-        if isinstance(spec, PreparedBatch):
-            raise ValueError("RetrievalModel.prepare(): the data is already prepared.")
-        for key in keys:
-            if key not in spec:
-                raise ValueError(
-                    f"RetrievalModel: feature '{key}' is missing (named as the "
-                    "sample weight, the sampling probability or, with "
-                    "remove_accidental_hits, the candidate id). Keys: "
-                    f"{sorted(spec)}."
-                )
-
-    @tf.autograph.experimental.do_not_convert
-    def embed_batch(
-        self, features: Mapping[str, Any] | PreparedBatch, training: bool = False
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Query and candidate vectors of a raw or prepared batch."""
-        batch = self.prepare_batch(features)
-        return (
-            self.query_tower.embed(batch.query, training=training),
-            self.candidate_tower.embed(batch.candidate, training=training),
-        )
-
     # ----------------------------------------------------------------- training
     def compile(self, *args: Any, jit_compile: Any = None, **kwargs: Any) -> None:
         """Keras' ``compile``, refusing ``jit_compile=True``.
@@ -289,8 +198,9 @@ class RetrievalModel(tfrs.models.Model):
     ) -> tf.Tensor:
         batch = self.prepare_batch(features)
         query, candidate = self.embed_batch(batch, training=training)
-        if training:
-            warn_single_example(query)
+        if training and isinstance(self.negatives, InBatchNegatives):
+            step = getattr(self.optimizer, "iterations", 0)
+            query = checked_batch_rows(query, step)
         weight = self._context(batch, self.sample_weight_key)
         probability = self._context(batch, self.sampling_probability_key)
         ids = batch.context[self.candidate_id] if self._loss_reads_ids else None
@@ -323,6 +233,30 @@ class RetrievalModel(tfrs.models.Model):
             "`model.candidate_tower.save('candidate.keras')` for the towers, or "
             "`model.export_recommender(path)` to serve."
         )
+
+    def recommend(
+        self,
+        features: Mapping[str, Any] | tf.data.Dataset,
+        k: int = 10,
+        exclude: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best candidate ids and their scores for each request.
+
+        Raw query features in (a mapping of columns, or a batched dataset),
+        ranked over the whole catalogue by the exported recommender's own
+        search: ``(ids, scores)``, numpy arrays of shape ``(requests, k)``.
+        With ``exclude="history"`` a request's listed ids are never returned.
+        See :func:`ctxfeatures.recommend.recommend` for the arguments.
+        """
+        return recommend(self, features, k=k, exclude=exclude)
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        """Refused: a two-tower model has no single output; see :meth:`recommend`."""
+        raise NotImplementedError(_NO_CALL)
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: see :meth:`recommend` (top-k ids and scores per request)."""
+        raise NotImplementedError(_NO_CALL)
 
     # ----------------------------------------------------------------- evaluation
     def evaluate_top_k(
@@ -405,48 +339,11 @@ class RetrievalModel(tfrs.models.Model):
         )
 
 
-def build_retrieval_model(
-    query_features: FeatureSpec,
-    candidate_features: FeatureSpec,
-    candidates: tf.data.Dataset,
-    *,
-    candidate_id: str,
-    adapt_data: tf.data.Dataset,
-    head_units: Sequence[int] = (32,),
-    activation: str | None = "relu",
-    l2_normalize: bool = False,
-    strategy: tf.distribute.Strategy | None = None,
-    **model_kwargs: Any,
-) -> RetrievalModel:
-    """Builds, adapts and assembles a :class:`RetrievalModel` in one call.
+def __getattr__(name: str) -> Any:
+    # build_retrieval_model moved to ctxfeatures.builder; this keeps
+    # `from ctxfeatures.retrieval import build_retrieval_model` working.
+    if name == "build_retrieval_model":
+        from ctxfeatures.builder import build_retrieval_model
 
-    The query tower adapts on ``adapt_data`` (the training interactions; never
-    the test period, or time statistics leak) and the candidate tower on the
-    catalogue, each in one pass. Variables are then created inside
-    ``strategy.scope()`` when a strategy is given.
-
-    Args:
-        query_features: Feature mapping of the query tower.
-        candidate_features: Feature mapping of the candidate tower.
-        candidates: The catalogue, a dataset of candidate feature dicts.
-        candidate_id: Catalogue key of the candidate identifier.
-        adapt_data: Training interactions used to adapt the query tower.
-        head_units: Dense head sizes shared by both towers.
-        activation: Activation between head layers.
-        l2_normalize: L2-normalise both towers' outputs.
-        strategy: Optional ``tf.distribute.Strategy``.
-        **model_kwargs: Passed to :class:`RetrievalModel`.
-
-    Returns:
-        An adapted, uncompiled :class:`RetrievalModel`.
-    """
-    query = Tower(query_features, head_units, activation, l2_normalize, "query")
-    candidate = Tower(
-        candidate_features, head_units, activation, l2_normalize, "candidate"
-    )
-    adapt_towers(adapt_data, query)
-    adapt_towers(candidates, candidate)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        return RetrievalModel(
-            query, candidate, candidates, candidate_id, **model_kwargs
-        )
+        return build_retrieval_model
+    raise AttributeError(f"module 'ctxfeatures.retrieval' has no attribute {name!r}")

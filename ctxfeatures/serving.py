@@ -1,15 +1,26 @@
-"""The exported recommender: raw query features in, top-k candidates out."""
+"""The exported recommender: raw query features in, top-k candidates out.
+
+:func:`export_recommender` writes it (``RetrievalModel.export_recommender``
+and ``Ensemble.export_recommender`` call it); it loads and serves with
+TensorFlow alone. :func:`load_recommender` loads it back for Python callers,
+with requests checked and conformed as :meth:`RetrievalModel.recommend
+<ctxfeatures.RetrievalModel.recommend>` does them.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from ctxfeatures._requests import conform
 from ctxfeatures.index import ExactSearch, IVFIndex, IVFSearch
 from ctxfeatures.tower import Tower
+
+__all__ = ["Recommender", "export_recommender", "load_recommender"]
 
 
 class _Recommender(tf.Module):
@@ -152,3 +163,65 @@ def _check_exclude_spec(
             f"and dtype {spec.dtype.name}, but it must hold a list of candidate "
             f"ids per query ({dtype.name}, shape (batch, length))."
         )
+
+
+class Recommender:
+    """An exported recommender, loaded: requests checked, then served.
+
+    Calls the SavedModel's ``serving_default`` signature, after the request
+    is conformed to it: lists and numpy arrays become tensors, integer ids
+    and times of any width become int64, ``(batch, 1)`` columns and single
+    values become ``(batch,)``, ragged lists of ids are padded. Any other
+    mismatch (a string where an integer is expected, a float id, a missing
+    feature) raises naming the feature, the expected and the received dtype
+    and shape, where the bare signature fails inside TensorFlow.
+
+    Args:
+        path: The directory :meth:`~ctxfeatures.RetrievalModel.export_recommender`
+            wrote.
+
+    Attributes:
+        signature: ``{feature: tf.TensorSpec}`` the recommender takes.
+
+    Example:
+        >>> events = {"user_id": ["a", "b", "a"], "item": ["x", "y", "y"]}
+        >>> model = cf.build_retrieval_model(
+        ...     {"user_id": cf.IdEmbedding(4)}, {"item": cf.IdEmbedding(4)},
+        ...     {"item": ["x", "y", "z"]}, candidate_id="item",
+        ...     adapt_data=events, head_units=(4,))
+        >>> model.export_recommender(os.path.join(tmp, "served"), k=2)
+        >>> served = cf.serving.load_recommender(os.path.join(tmp, "served"))
+        >>> served({"user_id": "a"})["ids"].shape
+        TensorShape([1, 2])
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self.module = tf.saved_model.load(self.path)
+        self._serve = self.module.signatures["serving_default"]
+        _, specs = self._serve.structured_input_signature
+        self.signature = {
+            name: tf.TensorSpec(spec.shape, spec.dtype) for name, spec in specs.items()
+        }
+
+    def __call__(
+        self, features: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, tf.Tensor]:
+        """``{"ids": (batch, k), "scores": (batch, k)}`` for the requests.
+
+        Args:
+            features: A mapping of the request's features (or pass them as
+                keyword arguments).
+        """
+        request = {**(features or {}), **kwargs}
+        return self._serve(**conform(request, self.signature, "Recommender"))
+
+
+def load_recommender(path: str | os.PathLike) -> Recommender:
+    """Loads an exported recommender as a :class:`Recommender`."""
+    if not os.path.isdir(os.fspath(path)):
+        raise FileNotFoundError(
+            f"load_recommender(): {os.fspath(path)!r} is not a directory. Pass the "
+            "folder that export_recommender() wrote."
+        )
+    return Recommender(path)

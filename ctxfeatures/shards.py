@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ctxfeatures.adapting import _adaptable_layers, _update_adapt_state
 from ctxfeatures.layers._inputs import check_positive_int
-from ctxfeatures.tower import _adaptable_layers, _update_adapt_state
 
 __all__ = [
     "adapt_from_shards",

@@ -1,4 +1,4 @@
-"""The next-item recipe script (examples/next_item.py) on CSV files."""
+"""The next-item recipe (ctxfeatures.recipe, python -m ctxfeatures.recipe)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import ctxfeatures as cf
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -23,9 +25,22 @@ def load_script(name: str):
     return module
 
 
+class _Script:
+    """The recipe's pieces under the names the tests use."""
+
+    from ctxfeatures.recipe import Recipe, run_recipe
+    from ctxfeatures.recipe.__main__ import main, parse_args
+    from ctxfeatures.recipe._io import USER, as_seconds, read_csv
+    from ctxfeatures.recipe._train import (
+        MEMBER_SEED_STEP,
+        eval_batch_size,
+        longest_history,
+    )
+
+
 @pytest.fixture(scope="module")
 def script():
-    return load_script("next_item")
+    return _Script
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -181,3 +196,62 @@ def test_members_below_one_are_refused(script, capsys):
     with pytest.raises(SystemExit):
         script.parse_args(["events.csv", "--members", "0"])
     assert "--members must be >= 1; got 0" in capsys.readouterr().err
+
+
+def test_leave_last_out_holds_out_each_users_last_event():
+    from ctxfeatures.recipe._protocols import test_events, validation_events
+
+    users = np.array(["a", "b", "a", "a", "b", "c", "d", "d", "d"])
+    times = np.array([5, 1, 9, 7, 1, 3, 2, 4, 4])
+    test = test_events("leave-last-out", users, times, 0.1)
+    # a: time 9; b: the later row of a tie; c: one event stays in training;
+    # d: the later of two events at time 4.
+    assert np.flatnonzero(test).tolist() == [2, 4, 8]
+    validation = validation_events("leave-last-out", users, times, ~test)
+    assert np.flatnonzero(validation).tolist() == [3, 7]
+    assert not (validation & test).any()
+
+
+def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
+    from ctxfeatures.recipe import Recipe, run_recipe
+
+    rng = np.random.default_rng(0)
+    users = np.repeat([f"u{u}" for u in range(40)], 8)
+    # Per-user clocks that all start at the same second, as in Amazon logs.
+    times = np.tile(1_200_000_000 + 86_400 * np.arange(8), 40)
+    groups = np.repeat(np.arange(40) % 4, 8)
+    items = np.array([f"i{g * 10 + rng.integers(10)}" for g in groups])
+    report = run_recipe(
+        {"who": users, "what": items, "when": times},
+        user="who",
+        item="what",
+        time_column="when",
+        protocol="leave-last-out",
+        recipe=Recipe(dim=8, batch_size=32, max_epochs=2, members=1),
+        export=tmp_path / "rec",
+    )
+    assert report["events"]["test"] == report["events"]["validation"] == 40
+    assert set(report["test"]) == {"recipe", "most popular", "EASE"}
+    assert 1 <= report["epochs"] <= 2
+    out = capsys.readouterr().out
+    assert "[1/5] reading the events" in out and "[5/5] exporting" in out
+    assert "model 1/1 epoch 1/" in out and "| EASE |" in out
+    served = cf.serving.load_recommender(tmp_path / "rec")
+    ids = served(history=[["i1", "i2"]], seconds_since_last=[60])["ids"]
+    assert ids.shape == (1, np.unique(items).size)
+    assert not {b"i1", b"i2"} & set(ids.numpy()[0].tolist())  # seen: excluded
+
+
+def test_the_recipe_runs_from_the_installed_package(tmp_path):
+    import subprocess
+
+    # From another folder: the installed package, not the repository's files.
+    result = subprocess.run(
+        [sys.executable, "-m", "ctxfeatures.recipe", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--protocol {chronological,leave-last-out}" in result.stdout

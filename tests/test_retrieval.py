@@ -231,7 +231,7 @@ MODEL_ERRORS = [
         "prepare-unbatched",
         lambda c: c.weighted.prepare(c.data),
         ValueError,
-        r"needs batched data.*\.batch",
+        r"needs batches.*batch_size=1024",
     ),
     (
         "prepare-missing-weight",
@@ -247,9 +247,9 @@ MODEL_ERRORS = [
     ),
     (
         "prepare-not-a-dataset",
-        lambda c: c.model.prepare({"user_id": np.array(["a"])}),
+        lambda c: c.model.prepare([("a", "x")]),
         TypeError,
-        "Dataset of feature dicts",
+        "prepare\\(\\) takes a tf.data.Dataset of feature dicts or a mapping",
     ),
     (
         "temperature-zero",
@@ -313,9 +313,9 @@ MODEL_ERRORS = [
     ),
     (
         "evaluate-not-a-dataset",
-        lambda c: c.model.evaluate_top_k({"user_id": np.array(["a"])}),
+        lambda c: c.model.evaluate_top_k(np.array(["a"])),
         TypeError,
-        "evaluate_top_k.*Dataset",
+        "evaluate_top_k.*Dataset.*or a mapping",
     ),
 ]
 
@@ -456,11 +456,24 @@ def test_evaluate_top_k_does_not_retrace(synthetic, build_model):
     assert 1 <= len(traces) == first <= 3
 
 
-def test_batches_of_one_warn_that_nothing_is_learned(synthetic, build_model):
+def test_batches_of_one_are_refused_before_training(synthetic, build_model):
     data, catalogue = synthetic(n=20)
     model = build_model(data, catalogue)
-    with pytest.warns(UserWarning, match="no in-batch negatives"):
+    with pytest.raises(ValueError, match="holds 1 example.*no negatives"):
         model.compute_loss(next(iter(data.batch(1))), training=True)
+    # In graph mode the batch size is unknown until the first step runs.
+    model.compile(tf.keras.optimizers.Adam(0.01))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="no negatives"):
+        model.fit(model.prepare(data, batch_size=1), epochs=1, verbose=0)
+    # A last batch of one example later in an epoch trains as usual.
+    fresh = build_model(data, catalogue)
+    fresh.compile(tf.keras.optimizers.Adam(0.01))
+    history = fresh.fit(fresh.prepare(data.take(9), batch_size=4), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    # Negatives from the catalogue need no batch mates.
+    full = build_model(data, catalogue, negatives="catalogue")
+    full.compile(tf.keras.optimizers.Adam(0.01))
+    full.fit(full.prepare(data.take(4), batch_size=1), epochs=1, verbose=0)
 
 
 def test_strategies_can_be_recreated_with_another_batch_size(run_python):

@@ -40,8 +40,9 @@ def check_feature_dataset(data: Any, owner: str) -> None:
     """Raises TypeError unless ``data`` is a ``tf.data.Dataset`` of dicts."""
     if not isinstance(data, tf.data.Dataset) or not isinstance(data.element_spec, dict):
         raise TypeError(
-            f"{owner} takes a tf.data.Dataset of feature dicts; received "
-            f"{type(data).__name__}."
+            f"{owner} takes a tf.data.Dataset of feature dicts or a mapping of "
+            "equal-length columns (e.g. {'user_id': [...], 'item_id': [...]}); "
+            f"received {type(data).__name__}."
         )
 
 
