@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from ctxfeatures._data import as_columns, is_scalar
@@ -99,3 +100,41 @@ def _cast(value: tf.Tensor, name: str, spec: tf.TensorSpec, owner: str) -> tf.Te
             else ""
         )
     )
+
+
+def check_k(k: Any, size: int, owner: str = "") -> int:
+    """``k`` as an int in ``[1, size]`` (the catalogue's size)."""
+    integer = isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+    if not integer or not 1 <= k <= size:
+        raise ValueError(
+            f"{owner}`k` must be between 1 and the catalogue size ({size}). "
+            f"Received: k={k!r}"
+        )
+    return int(k)
+
+
+def with_exclude(
+    signature: dict[str, tf.TensorSpec],
+    exclude: str | None,
+    ids: tf.Tensor,
+    owner: str = "",
+) -> dict[str, tf.TensorSpec]:
+    """The signature plus the ``exclude`` feature: ``(batch, length)`` ids of
+    the catalogue's kind (a query feature of that name must be one)."""
+    if exclude is None:
+        return signature
+    if not isinstance(exclude, str) or not exclude:
+        raise TypeError(
+            f"{owner}`exclude` must be a feature name or None. Received: {exclude!r}"
+        )
+    dtype = tf.string if ids.dtype == tf.string else tf.int64
+    spec = signature.get(exclude)
+    if spec is None:
+        return {**signature, exclude: tf.TensorSpec([None, None], dtype, name=exclude)}
+    if spec.shape.rank != 2 or (spec.dtype == tf.string) != (dtype == tf.string):
+        raise ValueError(
+            f"{owner}`exclude`='{exclude}' is a query feature of shape "
+            f"{spec.shape} and dtype {spec.dtype.name}, but it must hold a list "
+            f"of candidate ids per query ({dtype.name}, shape (batch, length))."
+        )
+    return signature

@@ -14,7 +14,7 @@ import sys
 def main() -> None:
     configs, files, batch_size = pickle.load(sys.stdin.buffer)
     import ctxfeatures  # noqa: F401  (registers the classes for deserialize)
-    from ctxfeatures.shards import _accumulate_files
+    from ctxfeatures.shard_adapt import _accumulate_files
 
     try:
         result = ("ok", _accumulate_files(configs, files, batch_size))

@@ -1,6 +1,6 @@
 """Adapting towers: every feature layer's statistics in one pass over the data.
 
-:func:`adapt_towers` (and :meth:`ctxfeatures.Tower.adapt`, which calls it)
+:func:`~ctxfeatures.adapt_towers` (and :meth:`ctxfeatures.Tower.adapt`, which calls it)
 reads each batch once and feeds it to every adaptable layer of the towers;
 :mod:`ctxfeatures.shards` reuses the same pieces over shard files.
 """

@@ -30,7 +30,8 @@ class TopKValidation(tf.keras.callbacks.Callback):
     keep ``every=1`` under ``EarlyStopping``.
 
     Args:
-        data: Validation events, as :meth:`evaluate_top_k` takes them.
+        data: Validation events, as
+            :meth:`~ctxfeatures.RetrievalModel.evaluate_top_k` takes them.
         ks: Cut-offs reported.
         exclude: Optional feature of items removed from each ranking (e.g.
             ``"history"``).

@@ -105,7 +105,8 @@ class Catalogue:
 
     @property
     def index(self) -> CatalogueIndex:
-        """The :class:`CatalogueIndex` of the catalogue's ids, built once."""
+        """The :class:`~ctxfeatures.evaluation.CatalogueIndex` of the
+        catalogue's ids, built once."""
         if self._index is None:
             with tf.init_scope():
                 ids = self.stream().map(lambda batch: batch[self.candidate_id])

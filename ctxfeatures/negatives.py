@@ -1,7 +1,7 @@
 """Where a retrieval model's negatives come from: the batch, the catalogue, or both.
 
 A two-tower model learns by scoring each query's true candidate above other
-candidates, its *negatives*. :class:`RetrievalModel` takes one of:
+candidates, its *negatives*. :class:`~ctxfeatures.RetrievalModel` takes one of:
 
 * :class:`InBatchNegatives` (``"in-batch"``, the default and the TFRS
   tutorial's): the other examples' candidates in the same batch. Cheap, but

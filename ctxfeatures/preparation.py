@@ -1,6 +1,6 @@
 """A RetrievalModel's input pipeline: raw batches to prepared ones.
 
-:class:`PreparesInput` holds :meth:`~ctxfeatures.RetrievalModel.prepare`
+``PreparesInput`` holds :meth:`~ctxfeatures.RetrievalModel.prepare`
 and the checks of the columns the loss reads; :class:`~ctxfeatures.RetrievalModel`
 inherits it, so the model's own module keeps the step, the loss and serving.
 """
@@ -56,7 +56,7 @@ class PreparesInput:
         tokenisation, bucketing, normalisation), keeping the sample weight,
         sampling probability and (with ``remove_accidental_hits``) candidate
         id columns, as :class:`~ctxfeatures.PreparedBatch` elements.
-        :meth:`fit`, :meth:`evaluate` and :meth:`evaluate_top_k` accept the
+        ``fit``, ``evaluate`` and :meth:`evaluate_top_k` accept the
         result in place of raw batches and give the same numbers.
         Cache it to do that work once instead of every epoch::
 

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxfeatures._data import is_columns
-from ctxfeatures._requests import conform
+from ctxfeatures._requests import check_k, conform, with_exclude
 from ctxfeatures.index import ExactSearch
 from ctxfeatures.layers._inputs import is_batched
 
@@ -63,56 +63,24 @@ def recommend(
     """
     owner = f"{type(model).__name__}.recommend()"
     ids, vectors = model.candidate_embeddings()
-    size = int(vectors.shape[0])
-    if (
-        isinstance(k, bool)
-        or not isinstance(k, (int, np.integer))
-        or not 1 <= k <= size
-    ):
-        raise ValueError(
-            f"{owner}: `k` must be between 1 and the catalogue size ({size}). "
-            f"Received: k={k!r}"
-        )
-    signature = _signature(model.query_tower, ids, exclude, owner)
+    k = check_k(k, int(vectors.shape[0]), f"{owner}: ")
+    signature = {
+        name: tf.TensorSpec(spec.shape, spec.dtype)
+        for name, spec in model.query_tower.input_signature().items()
+    }
+    signature = with_exclude(signature, exclude, ids, f"{owner}: ")
     searcher = ExactSearch(ids, vectors)
     found, scores = [], []
     for batch in _batches(features, signature, batch_size, owner):
         query = model.query_tower(batch, training=False)
         excluded = batch[exclude] if exclude is not None else None
-        top_ids, top_scores = searcher.search(query, int(k), excluded)
+        top_ids, top_scores = searcher.search(query, k, excluded)
         found.append(top_ids.numpy())
         scores.append(top_scores.numpy())
     found_ids = np.concatenate(found)
     if found_ids.dtype == object:
         found_ids = np.char.decode(found_ids.astype(bytes), "utf-8")
     return found_ids, np.concatenate(scores)
-
-
-def _signature(
-    tower: Any, ids: tf.Tensor, exclude: str | None, owner: str
-) -> dict[str, tf.TensorSpec]:
-    signature = {
-        name: tf.TensorSpec(spec.shape, spec.dtype)
-        for name, spec in tower.input_signature().items()
-    }
-    if exclude is None:
-        return signature
-    if not isinstance(exclude, str) or not exclude:
-        raise TypeError(
-            f"{owner}: `exclude` must be a feature name or None. Received: {exclude!r}"
-        )
-    id_dtype = tf.string if ids.dtype == tf.string else tf.int64
-    spec = signature.get(exclude)
-    if spec is not None and (
-        spec.shape.rank != 2 or (spec.dtype == tf.string) != (id_dtype == tf.string)
-    ):
-        raise ValueError(
-            f"{owner}: `exclude`='{exclude}' is a query feature of shape "
-            f"{spec.shape} and dtype {spec.dtype.name}, but it must hold a list "
-            f"of candidate ids per request ({id_dtype.name}, shape (batch, length))."
-        )
-    signature.setdefault(exclude, tf.TensorSpec([None, None], id_dtype))
-    return signature
 
 
 def _batches(

@@ -59,7 +59,7 @@ def load_model(
         >>> tower = cf.Tower({"user": cf.IdEmbedding(2, vocabulary=["a"])})
         >>> path = os.path.join(tempfile.mkdtemp(), "tower.keras")
         >>> tower.save(path)
-        >>> cf.saving.load_model(path).feature_names
+        >>> cf.load_model(path).feature_names
         ['user']
     """
     path = os.fspath(path)

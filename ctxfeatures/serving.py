@@ -13,10 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
-from ctxfeatures._requests import conform
+from ctxfeatures._requests import check_k, conform, with_exclude
 from ctxfeatures.index import ExactSearch, IVFIndex, IVFSearch
 from ctxfeatures.tower import Tower
 
@@ -55,14 +54,7 @@ def export_recommender(
 ) -> None:
     """Writes the recommender SavedModel (see ``RetrievalModel.export_recommender``)."""
     size = int(vectors.shape[0])
-    if (
-        isinstance(k, bool)
-        or not isinstance(k, (int, np.integer))
-        or not 1 <= k <= size
-    ):
-        raise ValueError(
-            f"`k` must be between 1 and the catalogue size ({size}). Received: k={k!r}"
-        )
+    k = check_k(k, size)
     if index is not None and not isinstance(index, (IVFIndex, IVFSearch)):
         raise TypeError(
             "`index` must be None (exact top-k), a ctxfeatures.index.IVFIndex "
@@ -77,12 +69,7 @@ def export_recommender(
         name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
         for name, spec in query_tower.input_signature().items()
     }
-    id_dtype = tf.string if ids.dtype == tf.string else tf.int64
-    if exclude is not None:
-        _check_exclude_spec(signature, exclude, id_dtype)
-        signature.setdefault(
-            exclude, tf.TensorSpec([None, None], id_dtype, name=exclude)
-        )
+    signature = with_exclude(signature, exclude, ids)
     _check_writable(path)
     if index is None:
         searcher = ExactSearch(ids, vectors)
@@ -145,24 +132,6 @@ def _check_writable(path: str) -> None:
             f"export_recommender(): cannot write to {os.fspath(path)!r} "
             f"({error.strerror or error}). Choose a writable directory."
         ) from None
-
-
-def _check_exclude_spec(
-    signature: dict[str, Any], exclude: str, dtype: tf.DType
-) -> None:
-    if not isinstance(exclude, str) or not exclude:
-        raise TypeError(
-            f"`exclude` must be a feature name or None. Received: {exclude!r}"
-        )
-    spec = signature.get(exclude)
-    if spec is None:
-        return
-    if spec.shape.rank != 2 or (spec.dtype == tf.string) != (dtype == tf.string):
-        raise ValueError(
-            f"`exclude`='{exclude}' is a query feature of shape {spec.shape} "
-            f"and dtype {spec.dtype.name}, but it must hold a list of candidate "
-            f"ids per query ({dtype.name}, shape (batch, length))."
-        )
 
 
 class Recommender:

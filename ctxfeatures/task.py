@@ -1,4 +1,5 @@
-"""InBatchRetrieval: TFRS' retrieval task, scoring with :func:`dot_scores`.
+"""InBatchRetrieval: TFRS' retrieval task, scoring with
+:func:`~ctxfeatures.losses.dot_scores`.
 
 Its own module because it needs TensorFlow Recommenders, which the layers,
 towers and losses do not (``import ctxfeatures`` works without it).
@@ -20,16 +21,18 @@ class InBatchRetrieval(tfrs.tasks.Retrieval):
     a product that reads the ``(batch, batch)`` score gradient transposed,
     which TensorFlow's CPU kernels run at half the speed of the same
     arithmetic written ``transpose(matmul(transpose(query), grad))`` (5.5 ms
-    against 2.8 ms at 1024 x 1024 x 64). It scores with :func:`dot_scores`,
+    against 2.8 ms at 1024 x 1024 x 64). It scores with
+    :func:`~ctxfeatures.losses.dot_scores`,
     whose gradient takes that second form. The scores are bitwise TFRS' own
     and the gradients equal to float rounding (tests/test_losses.py); what
     follows the scores is TFRS' steps, in TFRS' order.
 
-    :class:`RetrievalModel` builds it with its loss, temperature and
+    :class:`~ctxfeatures.RetrievalModel` builds it with its loss, temperature and
     accidental-hit setting; it takes no metrics and no hard-negative mining.
 
     Args:
-        loss: The loss of the corrected scores (an :class:`InBatchSoftmax`).
+        loss: The loss of the corrected scores (an
+            :class:`~ctxfeatures.InBatchSoftmax`).
         temperature: Optional divisor of the scores.
         remove_accidental_hits: Mask negatives that share the positive's id.
     """

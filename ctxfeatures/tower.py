@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from ctxfeatures._data import as_dataset
 from ctxfeatures.adapting import adapt_towers
 from ctxfeatures.layers._base import FeatureLayer
 from ctxfeatures.layers._inputs import (
@@ -51,6 +52,14 @@ class Tower(tf.keras.Model):
         l2_normalize: L2-normalise the output (cosine-similarity retrieval).
         name: Name of the tower, used in error messages.
         **kwargs: Other ``tf.keras.Model`` arguments.
+
+    Call arguments:
+        inputs: A mapping of raw features (tensors with a batch axis); keys
+            the tower does not read are ignored.
+        training: Whether the call is part of a training step.
+
+    Returns:
+        ``(batch, output_dim)`` float32 vectors.
 
     Example:
         >>> tower = ctxfeatures.Tower(
@@ -178,13 +187,14 @@ class Tower(tf.keras.Model):
 
     # ----------------------------------------------------------------- adapt
     def adapt(self, data: Any, steps: int | None = None) -> None:
-        """Adapts every feature layer in one pass over a dataset of dicts.
+        """Adapts every feature layer in one pass over the data.
 
         Args:
-            data: A ``tf.data.Dataset`` of feature dicts, batched or not.
+            data: A ``tf.data.Dataset`` of feature dicts, batched or not, or a
+                mapping of equal-length columns (lists, arrays, a DataFrame).
             steps: Read at most this many batches.
         """
-        adapt_towers(data, self, steps=steps)
+        adapt_towers(as_dataset(data, "Tower.adapt()"), self, steps=steps)
 
     def _adaptable(self) -> list[tuple[str, tf.keras.layers.Layer]]:
         return [

@@ -173,6 +173,10 @@ def test_mappings_and_datasets_give_the_same_numbers(model):
     tower = cf.Tower({"user_id": cf.IdEmbedding(4)}, name="q")
     cf.adapt_towers({"user_id": np.array(["p", "q", "p"])}, tower)
     assert {"p", "q"} <= set(tower.features["user_id"][0].get_vocabulary())
+    tower.adapt({"user_id": ["r", "r"]})
+    assert tower.features["user_id"][0].get_vocabulary() == ["r"]
+    with pytest.raises(TypeError, match=r"Tower.adapt\(\): `data` must be a mapping"):
+        tower.adapt(["r"])
 
 
 def test_ragged_lists_of_ids_are_padded(model):

@@ -92,7 +92,7 @@ def add_history(
             workers each read their own (see :mod:`ctxfeatures.shards`).
 
     Returns:
-        The output Parquet files, in order: every input column, then
+        The output Parquet files, in order, with every input column, then
         ``history`` and ``seconds_since_last`` (replacing columns of those
         names). Rows are grouped by user and sorted by time within a user,
         not in the log's order: shuffle them for training.

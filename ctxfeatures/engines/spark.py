@@ -75,7 +75,7 @@ def add_history(
             event id). Required unless ``events`` was read from Parquet files.
 
     Returns:
-        A lazy DataFrame: every input column, then ``history`` and
+        A lazy DataFrame with every input column, then ``history`` and
         ``seconds_since_last`` (replacing columns of those names). Rows are in
         no particular order.
 

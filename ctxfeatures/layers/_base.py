@@ -42,18 +42,37 @@ from ctxfeatures.layers.state import (
 class FeatureLayer(tf.keras.layers.Layer):
     """Base class of the feature layers: adapt contract, two-stage call.
 
-    Subclasses implement :attr:`output_dim`, :meth:`input_signature`,
+    Subclasses implement ``output_dim``, :meth:`input_signature`,
     ``_validate`` (raw input to checked values), ``_transform`` (checked values
     to prepared values) and :meth:`embed`. A layer that learns from data also
     implements ``_new_accumulator`` and ``_apply_state`` (and, for a state of
     numbers, ``_state_size``). See :doc:`/design` for a worked example; a layer
     computed in one step can subclass :class:`OneStageFeatureLayer` instead.
+
+    Args:
+        **kwargs: Base ``Layer`` arguments such as ``name``.
+
+    Call arguments:
+        inputs: The raw feature, as ``input_signature()`` describes it.
+        training: Whether the call is part of a training step.
+
+    Returns:
+        A ``(batch, output_dim)`` float32 tensor, ``embed(preprocess(inputs))``.
+
+    Example:
+        >>> layer = cf.IdEmbedding(2, vocabulary=["a", "b"])
+        >>> isinstance(layer, cf.FeatureLayer), layer.output_dim
+        (True, 2)
+        >>> prepared = layer.preprocess(tf.constant(["b"]))  # in tf.data
+        >>> layer.embed(prepared).shape  # in the training step
+        TensorShape([1, 2])
     """
 
     #: What one raw input value is, for error messages.
     input_description = "value"
-    #: The init arguments, each kept as the attribute of the same name: what
-    #: :meth:`get_config` returns (collected over the class hierarchy).
+    #: The names of the init arguments, each kept as the attribute of the same
+    #: name. ``get_config`` returns exactly those (collected over the class
+    #: hierarchy).
     config_keys: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
@@ -372,11 +391,31 @@ class FeatureLayer(tf.keras.layers.Layer):
 class OneStageFeatureLayer(FeatureLayer):
     """Adapter for a feature layer computed in one step: implement ``call``.
 
-    :meth:`preprocess` passes the raw values through and :meth:`embed` runs
+    ``preprocess`` passes the raw values through and ``embed`` runs
     the layer's ``call``, so the layer works in a :class:`~ctxfeatures.Tower`
     and with :meth:`~ctxfeatures.RetrievalModel.prepare` (its work then runs
     on every step instead of once in the input pipeline). Such a layer
     learns nothing from data; give it ``output_dim`` and ``input_signature``.
+
+    Args:
+        **kwargs: Base ``Layer`` arguments such as ``name``.
+
+    Call arguments:
+        inputs: The raw feature, as ``input_signature()`` describes it.
+        training: Whether the call is part of a training step.
+
+    Returns:
+        ``(batch, output_dim)`` float32, as the subclass's ``call`` computes.
+
+    Example:
+        >>> class Doubled(cf.OneStageFeatureLayer):
+        ...     output_dim = 1
+        ...     def input_signature(self):
+        ...         return tf.TensorSpec([None], tf.float32)
+        ...     def call(self, inputs, training=None):
+        ...         return 2.0 * inputs[:, None]
+        >>> Doubled()(tf.constant([1.0, 3.0])).numpy().tolist()
+        [[2.0], [6.0]]
     """
 
     def preprocess(self, inputs: Any) -> Any:

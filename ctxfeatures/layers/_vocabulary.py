@@ -159,7 +159,8 @@ class VocabularyEmbeddingBase(EmbeddingFeature):
 
     @property
     def vocabulary_size(self) -> int:
-        """Rows of the embedding table: vocabulary plus OOV rows (or hash bins)."""
+        """The number of rows of the embedding table, the vocabulary plus the
+        OOV rows (or the hash bins)."""
         self._require_adapted()
         return int(self._num_rows())
 

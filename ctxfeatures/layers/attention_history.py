@@ -45,6 +45,15 @@ class AttentionHistory(HistoryEmbedding):
         **kwargs: :class:`~ctxfeatures.IdEmbedding` options for an own table
             and base ``Layer`` arguments.
 
+    Call arguments:
+        inputs: ``(batch, length)`` item ids, most recent last, padded with
+            ``""`` or ``-1``; or ``(batch, None)`` ragged ids.
+        training: In training, ``dropout`` applies inside the blocks.
+
+    Returns:
+        A ``(batch, embedding_dim)`` float32 tensor, the encoding at the most recent
+        position (zeros for an empty history).
+
     Example:
         >>> layer = ctxfeatures.AttentionHistory(4, vocabulary=["a", "b"],
         ...                                      window=3)

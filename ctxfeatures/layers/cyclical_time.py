@@ -37,6 +37,13 @@ class CyclicalTime(TimestampFeature):
             hour and weekday are computed in that local time.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch,)`` or ``(batch, 1)`` integer Unix seconds.
+        training: Unused; accepted for Keras.
+
+    Returns:
+        ``(batch, 2 * len(components))`` float32 sines and cosines.
+
     Example:
         >>> layer = ctxfeatures.CyclicalTime(components=("hour_of_day",))
         >>> layer(tf.constant([6 * 3600], tf.int64)).numpy().round(6).tolist()

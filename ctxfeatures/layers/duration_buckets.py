@@ -47,6 +47,14 @@ class DurationBuckets(EmbeddingFeature):
         embeddings_regularizer: Optional regularizer of the embedding table.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch,)`` or ``(batch, 1)`` durations in seconds (integer
+            or float), ``-1`` for "no previous event".
+        training: Unused; accepted for Keras.
+
+    Returns:
+        ``(batch, embedding_dim)`` float32 bucket embeddings.
+
     Example:
         >>> layer = ctxfeatures.DurationBuckets(4, num_buckets=3,
         ...     min_seconds=60, max_seconds=3600)

@@ -52,6 +52,15 @@ class HistoryEmbedding(VocabularyEmbeddingBase):
             ``num_oov_indices``, ``num_hash_bins``, ``embeddings_initializer``,
             ``embeddings_regularizer``) and base ``Layer`` arguments.
 
+    Call arguments:
+        inputs: ``(batch, length)`` item ids, most recent last, padded with
+            ``""`` or ``-1``; or ``(batch, None)`` ragged ids.
+        training: Unused; accepted for Keras.
+
+    Returns:
+        A ``(batch, embedding_dim)`` float32 tensor, each row's pooled history (zeros
+        for an empty history).
+
     Example:
         >>> layer = ctxfeatures.HistoryEmbedding(2, window=2, combiner="sum",
         ...     vocabulary=["a", "b", "c"], embeddings_initializer="ones")

@@ -35,6 +35,14 @@ class IdEmbedding(VocabularyEmbeddingBase):
         embeddings_regularizer: Optional regularizer of the embedding table.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch,)`` or ``(batch, 1)`` ids of ``id_dtype`` (a tensor,
+            numpy array or list).
+        training: Unused; accepted for Keras.
+
+    Returns:
+        ``(batch, embedding_dim)`` float32 embeddings, one per id.
+
     Example:
         >>> layer = ctxfeatures.IdEmbedding(4, name="user")
         >>> layer.adapt(np.array(["a", "b", "b", "c"]))

@@ -39,6 +39,15 @@ class MultiIdEmbedding(VocabularyEmbeddingBase):
         embeddings_regularizer: Optional regularizer of the embedding table.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch, None)`` ragged ids, ``(batch, n)`` padded ids, or
+            ``(batch,)`` delimited strings.
+        training: Unused; accepted for Keras.
+
+    Returns:
+        A ``(batch, embedding_dim)`` float32 tensor, each example's pooled embedding
+        (zeros for an example with no ids).
+
     Example:
         >>> genres = ctxfeatures.MultiIdEmbedding(3, combiner="sum", name="genres")
         >>> genres.adapt(np.array(["Action|Comedy", "Comedy", ""]))

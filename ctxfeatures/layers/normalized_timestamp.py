@@ -29,6 +29,13 @@ class NormalizedTimestamp(TimestampFeature):
         clip: Clip times to the adapted ``[earliest, latest]`` range.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch,)`` or ``(batch, 1)`` integer Unix seconds.
+        training: Unused; accepted for Keras.
+
+    Returns:
+        ``(batch, 1)`` float32 z-scores.
+
     Example:
         >>> layer = ctxfeatures.NormalizedTimestamp()
         >>> layer.adapt(np.array([0, 10, 20], dtype=np.int64))

@@ -44,6 +44,14 @@ class TextEmbedding(EmbeddingFeature):
         embeddings_regularizer: Optional regularizer of the embedding table.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch,)`` or ``(batch, 1)`` strings.
+        training: Unused; accepted for Keras.
+
+    Returns:
+        A ``(batch, embedding_dim)`` float32 tensor, the mean of each string's token
+        embeddings (zeros for an empty string).
+
     Example:
         >>> titles = ctxfeatures.TextEmbedding(4, name="title_text")
         >>> titles.adapt(np.array(["Toy Story (1995)", "Heat (1995)"]))

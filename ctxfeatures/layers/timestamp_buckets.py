@@ -88,6 +88,14 @@ class TimestampBuckets(TimestampFeature, EmbeddingFeature):
             training range with ``out_of_range="zero"``.
         **kwargs: Base ``Layer`` arguments such as ``name``.
 
+    Call arguments:
+        inputs: ``(batch,)`` or ``(batch, 1)`` integer Unix seconds.
+        training: In training, ``dropout`` zeroes a share of the examples.
+
+    Returns:
+        A ``(batch, embedding_dim)`` float32 tensor, each time's bucket embedding
+        (zeros out of range with ``out_of_range="zero"``).
+
     Example:
         >>> layer = ctxfeatures.TimestampBuckets(2, boundaries=[100, 200])
         >>> layer.bucketize(tf.constant([0, 100, 150, 250], tf.int64)).numpy()
