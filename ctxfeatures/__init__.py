@@ -1,14 +1,18 @@
 """ctxfeatures: composable Keras layers for context-aware recommenders.
 
 The feature layers, towers, evaluation, serving and baselines need TensorFlow
-and tf-keras only. :class:`RetrievalModel` and :func:`build_retrieval_model`
-are built on TensorFlow Recommenders, imported when first used.
+and Keras only (Keras 2 or Keras 3). :class:`RetrievalModel` and
+:func:`build_retrieval_model` are built on TensorFlow Recommenders, imported
+when first used, under Keras 2.
 """
 
-from ctxfeatures._compat import ensure_keras2, repair_zip_seek
+from ctxfeatures._compat import repair_zip_seek, select_keras
 
-# Must run before TensorFlow Recommenders or any tf.keras module is imported.
-ensure_keras2()
+# Must run before TensorFlow Recommenders or any tf.keras module is imported:
+# the Keras of the process (2 or 3), Keras 2 when none is chosen yet.
+#: The Keras major version this process uses, ``2`` or ``3`` (see "Keras 2 or
+#: Keras 3" in the docs).
+keras_version = select_keras()
 # Without it, `.keras` archives with vocabularies fail to load on some Python
 # 3.12 releases (see `_compat`).
 repair_zip_seek()
@@ -65,6 +69,7 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
+    "keras_version",
     "AttentionHistory",
     "Catalogue",
     "CyclicalTime",

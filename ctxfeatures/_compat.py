@@ -1,10 +1,17 @@
-"""Makes sure ``tf.keras`` is Keras 2 (tf-keras) before anything else runs.
+"""Which Keras ctxfeatures uses: the one the process has, Keras 2 by default.
 
 TensorFlow Recommenders 0.7 is written against Keras 2. Since TensorFlow 2.16,
 ``tf.keras`` resolves to Keras 3 unless ``TF_USE_LEGACY_KERAS`` is set before
 ``tf.keras`` is first touched, and mixing the two breaks models in ways that
-surface far from the cause. This module sets the variable when it still can and
-fails early, with the fix, when it cannot.
+surface far from the cause. The rule:
+
+* TensorFlow already imported with ``tf.keras`` bound to Keras 3, or
+  ``TF_USE_LEGACY_KERAS`` set to a false value: Keras 3. The feature layers,
+  towers, ``.keras`` files, evaluation, baselines and serving work; the
+  TFRS-based training (``RetrievalModel``, ``build_retrieval_model``,
+  ``Ensemble``, the recipe) raises an ImportError that says how to get Keras 2.
+* Otherwise Keras 2 (tf-keras), which the whole library supports:
+  ``TF_USE_LEGACY_KERAS=1`` is set when it still can be, as before.
 """
 
 from __future__ import annotations
@@ -41,6 +48,35 @@ def _keras_loader_state() -> str | None:
     if not object.__getattribute__(loader, "_tfll_initialized"):
         return None
     return object.__getattribute__(loader, "_tfll_keras_version")
+
+
+def select_keras() -> int:
+    """The Keras major version to use (2 or 3), set up; see the module's rule."""
+    value = os.environ.get("TF_USE_LEGACY_KERAS")
+    state = _keras_loader_state()
+    if state == "keras_3" or (
+        state is None and value is not None and value not in _TRUE_VALUES
+    ):
+        import tensorflow as tf
+
+        if tf.keras.layers.Layer.__module__.startswith("keras"):
+            return 3
+    ensure_keras2()
+    return 2
+
+
+def require_keras2(what: str) -> None:
+    """An ImportError naming ``what`` and the fix when the process uses Keras 3."""
+    import tensorflow as tf
+
+    if tf.keras.layers.Layer.__module__.startswith("tf_keras"):
+        return
+    raise ImportError(
+        f"{what} is built on TensorFlow Recommenders, which needs Keras 2 "
+        "(tf-keras), but this process uses Keras 3. Under Keras 3, ctxfeatures' "
+        "feature layers, towers, .keras files, evaluation, baselines and "
+        "serving work. To train with RetrievalModel: " + _FIX
+    )
 
 
 def ensure_keras2() -> None:

@@ -40,7 +40,8 @@ class InBatchSoftmax(tf.keras.losses.Loss):
     """
 
     def __init__(self, name: str = "in_batch_softmax") -> None:
-        super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
+        # "sum": Keras 2's Reduction.SUM, and the only spelling Keras 3 takes.
+        super().__init__(reduction="sum", name=name)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from ctxfeatures._checks import (
     check_temperature,
@@ -22,6 +21,7 @@ from ctxfeatures._checks import (
     checked_column,
 )
 from ctxfeatures._distribute import isolate_collectives
+from ctxfeatures._tfrs import tfrs
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch

@@ -8,8 +8,8 @@ towers and losses do not (``import ctxfeatures`` works without it).
 from __future__ import annotations
 
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
+from ctxfeatures._tfrs import tfrs
 from ctxfeatures.losses import dot_scores
 
 

@@ -41,6 +41,13 @@ def pytest_collection_modifyitems(
     # Slow tests are skipped, with the way to run them, unless asked for by
     # --slow or by a -m expression that names them (e.g. `-m slow`). A plain
     # run (the README's, CI's) stays within CI's time limit.
+    if cf.keras_version != 2:
+        keras2 = pytest.mark.skip(
+            reason="needs Keras 2: RetrievalModel is built on TFRS"
+        )
+        for item in items:
+            if item.get_closest_marker("keras2") is not None:
+                item.add_marker(keras2)
     if config.getoption("--slow") or "slow" in config.getoption("markexpr"):
         return
     skip = pytest.mark.skip(reason="slow: run with `pytest --slow` or `-m slow`")
@@ -196,7 +203,14 @@ def synthetic() -> Callable[..., tuple[tf.data.Dataset, tf.data.Dataset]]:
 
 @pytest.fixture(scope="session")
 def build_model() -> Callable[..., cf.RetrievalModel]:
+    skip_unless_keras2()
     return build_retrieval
+
+
+def skip_unless_keras2() -> None:
+    """Skips a test of RetrievalModel (TFRS) where the suite runs on Keras 3."""
+    if cf.keras_version != 2:
+        pytest.skip("RetrievalModel is built on TFRS, which needs Keras 2")
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ def test_every_layer_documents_args_call_arguments_returns_and_an_example(layer)
     assert ">>> " in doc[positions[-1] :]
 
 
+@pytest.mark.keras2
 def test_the_docs_show_init_signatures_not_keras_new(root):
     # Keras layers define __new__(*args, **kwargs); docs/conf.py shows
     # __init__'s parameters instead, as Keras' own reference does.

@@ -7,9 +7,15 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 import ctxfeatures as cf
+
+# TFRS needs Keras 2: under Keras 3 (TF_USE_LEGACY_KERAS=0) this module skips.
+tfrs = pytest.importorskip(
+    "tensorflow_recommenders",
+    reason="TFRS, and so RetrievalModel, need Keras 2",
+    exc_type=ImportError,
+)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ weight.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,26 @@ from ctxfeatures.layers.state import (
     EmptyAdaptError,
     Vocabulary,
 )
+
+
+@contextlib.contextmanager
+def unlocked(layer: tf.keras.layers.Layer) -> Iterator[None]:
+    """Lets a built layer replace its composed layers (Keras 3 locks them).
+
+    Keras 3 refuses new sub-layers or variables on a built layer. A feature
+    layer builds its lookups, tables and normalisation from the adapted
+    state, which arrives after build when it re-adapts or when a ``.keras``
+    file's vocabulary loads. Keras 2 has no such lock.
+    """
+    tracker = getattr(layer, "_tracker", None)
+    locked = bool(getattr(tracker, "locked", False))
+    if locked:
+        tracker.unlock()
+    try:
+        yield
+    finally:
+        if locked:
+            tracker.lock()
 
 
 class FeatureLayer(tf.keras.layers.Layer):
@@ -130,12 +152,14 @@ class FeatureLayer(tf.keras.layers.Layer):
     def _set_state(self, state: Vocabulary | ArrayState) -> None:
         previous, self._learned = self._learned, state
         try:
-            self._apply_state(state)
+            with unlocked(self):
+                self._apply_state(state)
         except Exception:
             # A rejected state leaves the layer as it was, never half-changed.
             self._learned = previous
             if previous is not None:
-                self._apply_state(previous)
+                with unlocked(self):
+                    self._apply_state(previous)
             raise
         if self._state_weight is not None:
             self._state_weight.assign(state.to_array())

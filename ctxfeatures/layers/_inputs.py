@@ -236,13 +236,16 @@ def in_shape_inference_graph() -> bool:
     """True while Keras traces ``call`` only to infer output shapes.
 
     Functional models call every layer on placeholders in a throw-away
-    ``*_scratch_graph`` when they are built and when they are loaded, which for
+    scratch graph when they are built and when they are loaded (Keras 2 names
+    it ``*_scratch_graph``, Keras 3 ``scratch_graph``, ``scratch_graph_1``,
+    ...), which for
     a saved model happens before the layer's vocabulary or statistics are
     restored. That graph never runs, so an unadapted layer may answer it with a
     correctly shaped placeholder instead of failing the load.
     """
     graph = tf.compat.v1.get_default_graph()
-    return getattr(graph, "name", "").endswith("_scratch_graph")
+    name = getattr(graph, "name", "")
+    return name.endswith("_scratch_graph") or name.startswith("scratch_graph")
 
 
 def placeholder_output(inputs: Any, output_dim: int) -> tf.Tensor:

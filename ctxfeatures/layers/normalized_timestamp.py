@@ -84,6 +84,10 @@ class NormalizedTimestamp(TimestampFeature):
             dtype="float64",
             name="normalization",
         )
+        # Built now, eagerly: Keras 3 keeps the mean and variance it converts
+        # in build, and a first build inside a tf.data map would keep graph
+        # tensors that no later call can use.
+        self._normalization.build((None, 1))
 
     @property
     def mean(self) -> float:

@@ -27,7 +27,9 @@ def test_order_matters_unlike_a_mean():
     # ...where a mean cannot tell them apart.
     mean = cf.HistoryEmbedding(4, vocabulary=VOCAB)
     np.testing.assert_allclose(
-        mean(tf.constant([["a", "b", "c"]])), mean(tf.constant([["c", "b", "a"]]))
+        mean(tf.constant([["a", "b", "c"]])),
+        mean(tf.constant([["c", "b", "a"]])),
+        rtol=1e-6,  # summation order (Keras 3's kernels round differently)
     )
 
 
@@ -98,11 +100,13 @@ def trained_model(synthetic):
     return model, data, history.history["loss"]
 
 
+@pytest.mark.keras2
 def test_trains_inside_a_retrieval_model(synthetic):
     _, _, loss = trained_model(synthetic)
     assert loss[-1] < loss[0]
 
 
+@pytest.mark.keras2
 def test_exported_recommender_serves_it(synthetic, tmp_path):
     model, data, _ = trained_model(synthetic)
     model.export_recommender(str(tmp_path / "rec"), k=3, exclude="history")

@@ -146,7 +146,7 @@ def test_config_round_trip_is_exact(case):
 def test_symbolic_call_has_static_shape(case):
     layer = adapted(case)
     inputs = tf.keras.Input(shape=(), dtype=case[4])
-    assert layer(inputs).shape.as_list() == [None, layer.output_dim]
+    assert tuple(layer(inputs).shape) == (None, layer.output_dim)
 
 
 @pytest.mark.parametrize("case", cases(), ids=IDS)
