@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import zipfile
 from typing import Any
@@ -32,6 +34,41 @@ def _check_archive(path: str) -> None:
         raise _damaged(path, f"its member {broken!r} fails its checksum")
     if "config.json" not in names:
         raise _damaged(path, "it holds no model configuration (config.json)")
+    _check_keras_version(path)
+
+
+def _check_keras_version(path: str) -> None:
+    """A clear error for a file written by the other Keras.
+
+    Keras 2 and Keras 3 write different configurations (dtype policies,
+    build configs, variable paths), so neither reads the other's files.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read("metadata.json"))
+        saved = str(metadata["keras_version"])
+    except (KeyError, ValueError, OSError):
+        return  # no version recorded: let Keras try
+    running = _running_keras_version()
+    if saved.split(".")[0] != running.split(".")[0]:
+        raise ValueError(
+            f"{path} was saved by Keras {saved}, but this process uses Keras "
+            f"{running}: a .keras file loads only under the Keras major version "
+            "that wrote it. Load it in a process with that Keras (ctxfeatures "
+            "uses Keras 3 when tf.keras is bound to it or TF_USE_LEGACY_KERAS=0, "
+            "Keras 2 with TF_USE_LEGACY_KERAS=1), or rebuild the model and "
+            "adapt it again here."
+        )
+
+
+def _running_keras_version() -> str:
+    module = tf.keras.layers.Layer.__module__.split(".")[0]
+    try:
+        return importlib.metadata.version(
+            "tf-keras" if module == "tf_keras" else "keras"
+        )
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "2" if module == "tf_keras" else "3"
 
 
 def load_model(
@@ -53,7 +90,8 @@ def load_model(
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: a file that is not a complete ``.keras`` archive.
+        ValueError: a file that is not a complete ``.keras`` archive, or one
+            written by the other Keras (2 or 3), named with both versions.
 
     Example:
         >>> tower = cf.Tower({"user": cf.IdEmbedding(2, vocabulary=["a"])})
