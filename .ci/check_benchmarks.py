@@ -95,12 +95,22 @@ def pipeline() -> str:
     return f"pipeline benchmark complete: {len(results['train']) + 1} training runs"
 
 
+def keras() -> str:
+    results = load("keras.json")
+    assert sorted(row["keras"] for row in results["rows"]) == [2, 3], results
+    for row in results["rows"]:
+        for key in ("hit@10", "hit@100", "examples_per_s"):
+            assert finite_positive(row[key]), row
+    return "Keras 2 / Keras 3 benchmark complete: 2 runs"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "run": run,
     "history": history,
     "catalogue": catalogue,
     "distributed": distributed,
     "pipeline": pipeline,
+    "keras": keras,
 }
 
 if __name__ == "__main__":

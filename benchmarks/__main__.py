@@ -1,6 +1,6 @@
 """``python -m benchmarks COMMAND [options]``.
 
-Commands: run, history, profile, distributed, catalogue, pipeline.
+Commands: run, history, profile, distributed, catalogue, pipeline, keras.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ COMMANDS = {
     "distributed": "benchmarks.distributed",
     "catalogue": "benchmarks.catalogue",
     "pipeline": "benchmarks.pipeline",
+    "keras": "benchmarks.keras_versions",
 }
 
 

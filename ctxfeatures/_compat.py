@@ -6,12 +6,11 @@ TensorFlow Recommenders 0.7 is written against Keras 2. Since TensorFlow 2.16,
 surface far from the cause. The rule:
 
 * TensorFlow already imported with ``tf.keras`` bound to Keras 3, or
-  ``TF_USE_LEGACY_KERAS`` set to a false value: Keras 3. The feature layers,
-  towers, ``.keras`` files, evaluation, baselines and serving work; the
-  TFRS-based training (``RetrievalModel``, ``build_retrieval_model``,
-  ``Ensemble``, the recipe) raises an ImportError that says how to get Keras 2.
-* Otherwise Keras 2 (tf-keras), which the whole library supports:
-  ``TF_USE_LEGACY_KERAS=1`` is set when it still can be, as before.
+  ``TF_USE_LEGACY_KERAS`` set to a false value: Keras 3. Everything but
+  TFRS' own classes and parameter-server training works; ``RetrievalModel``
+  trains with the library's own steps and task (``ctxfeatures._steps``).
+* Otherwise Keras 2 (tf-keras), with TFRS: ``TF_USE_LEGACY_KERAS=1`` is set
+  when it still can be, as before.
 """
 
 from __future__ import annotations
@@ -73,9 +72,9 @@ def require_keras2(what: str) -> None:
         return
     raise ImportError(
         f"{what} is built on TensorFlow Recommenders, which needs Keras 2 "
-        "(tf-keras), but this process uses Keras 3. Under Keras 3, ctxfeatures' "
-        "feature layers, towers, .keras files, evaluation, baselines and "
-        "serving work. To train with RetrievalModel: " + _FIX
+        "(tf-keras), but this process uses Keras 3. Under Keras 3, "
+        "RetrievalModel trains with ctxfeatures.retrieval_task.RetrievalTask "
+        "instead. To use TFRS: " + _FIX
     )
 
 

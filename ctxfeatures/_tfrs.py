@@ -7,7 +7,7 @@ its model code.
 
 from ctxfeatures._compat import require_keras2
 
-require_keras2("ctxfeatures.RetrievalModel")
+require_keras2("ctxfeatures.task.InBatchRetrieval")
 
 import tensorflow_recommenders as tfrs  # noqa: E402
 

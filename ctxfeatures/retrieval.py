@@ -21,7 +21,7 @@ from ctxfeatures._checks import (
     checked_column,
 )
 from ctxfeatures._distribute import isolate_collectives
-from ctxfeatures._tfrs import tfrs
+from ctxfeatures._steps import KERAS3, ModelBase, Task
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch
@@ -30,7 +30,6 @@ from ctxfeatures.negatives import InBatchNegatives, Negatives, get_negatives
 from ctxfeatures.preparation import PreparesInput
 from ctxfeatures.recommend import recommend
 from ctxfeatures.serving import export_recommender
-from ctxfeatures.task import InBatchRetrieval
 from ctxfeatures.tower import PreparedBatch, Tower
 
 _EVAL_BATCH = 4096
@@ -42,8 +41,9 @@ _NO_CALL = (
 )
 
 
-class RetrievalModel(PreparesInput, tfrs.models.Model):
-    """A two-tower retrieval model on ``tfrs.models.Model`` + ``tfrs.tasks.Retrieval``.
+class RetrievalModel(PreparesInput, ModelBase):
+    """A two-tower retrieval model: TFRS' model and task under Keras 2, the
+    same steps and loss without TFRS under Keras 3 (``ctxfeatures._steps``).
 
     Training uses the in-batch softmax loss only: no retrieval metric runs
     during ``fit`` (TFRS' ``FactorizedTopK`` would re-embed the whole catalogue
@@ -119,7 +119,7 @@ class RetrievalModel(PreparesInput, tfrs.models.Model):
         self.catalogue = Catalogue(candidates, candidate_id, candidate_tower)
         self.negatives = get_negatives(negatives)
         self.negatives.check(self)
-        self.task = InBatchRetrieval(
+        self.task = Task(
             loss=InBatchSoftmax(),
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
@@ -135,6 +135,15 @@ class RetrievalModel(PreparesInput, tfrs.models.Model):
         # Variables are created here, i.e. inside any active strategy scope.
         query_tower.build()
         candidate_tower.build()
+        if KERAS3:
+            # Keras 3 would otherwise trace `call` to build the model.
+            self.built = True
+
+    @property
+    def metrics(self) -> list:
+        # Keras 3's compile adds a "loss" tracker of its own; the model's
+        # epoch means are its only metrics, as under TFRS.
+        return list(self._loss_means) if KERAS3 else super().metrics
 
     @property
     def candidates(self) -> tf.data.Dataset:
@@ -165,6 +174,8 @@ class RetrievalModel(PreparesInput, tfrs.models.Model):
                 "RetrievalModel's step (it reads string ids and pools each "
                 "batch's distinct ids). Received: jit_compile=True"
             )
+        if KERAS3 and jit_compile is None:
+            jit_compile = False  # Keras 3's "auto" may choose XLA
         super().compile(*args, jit_compile=jit_compile, **kwargs)
 
     def train_step(self, inputs: Any) -> dict[str, tf.Tensor]:
@@ -249,6 +260,11 @@ class RetrievalModel(PreparesInput, tfrs.models.Model):
         See :func:`ctxfeatures.recommend.recommend` for the arguments.
         """
         return recommend(self, features, k=k, exclude=exclude)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Before Keras' own checks of the inputs, which under Keras 3 would
+        # refuse a dict of lists without a word about `recommend`.
+        raise NotImplementedError(_NO_CALL)
 
     def call(self, inputs: Any, training: bool = False) -> Any:
         """Refused: a two-tower model has no single output; see :meth:`recommend`."""

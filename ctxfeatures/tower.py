@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from ctxfeatures._data import as_dataset
 from ctxfeatures.adapting import adapt_towers
-from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers._base import FeatureLayer, reapply_states
 from ctxfeatures.layers._inputs import (
     check_positive_int,
     in_shape_inference_graph,
@@ -184,6 +184,10 @@ class Tower(tf.keras.Model):
         if not self.built:
             self.build()
         super().save_own_variables(store)
+
+    def set_weights(self, weights: Any) -> None:
+        super().set_weights(weights)
+        reapply_states(self)  # Keras 3 assigns variables only
 
     # ----------------------------------------------------------------- adapt
     def adapt(self, data: Any, steps: int | None = None) -> None:

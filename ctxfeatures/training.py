@@ -200,10 +200,18 @@ def fit_parameter_servers(
         failed and its steps were given to another.
 
     Raises:
+        RuntimeError: under Keras 3, which has no parameter-server training.
         ParameterServerLost: a parameter server failed during training.
         ValueError: no parameter-server strategy, an uncompiled model, or
             ``steps_per_epoch`` not a multiple of ``save_every``.
     """
+    if not tf.keras.layers.Layer.__module__.startswith("tf_keras"):
+        raise RuntimeError(
+            "fit_parameter_servers() needs Keras 2 (tf-keras): Keras 3 has no "
+            "ParameterServerStrategy or DatasetCreator support. Run the job "
+            "with TF_USE_LEGACY_KERAS=1 set before TensorFlow is imported, or "
+            "train with MirroredStrategy / MultiWorkerMirroredStrategy."
+        )
     epochs = check_positive_int(epochs, "epochs")
     steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
     save_every = check_positive_int(save_every, "save_every")

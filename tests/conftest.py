@@ -42,9 +42,7 @@ def pytest_collection_modifyitems(
     # --slow or by a -m expression that names them (e.g. `-m slow`). A plain
     # run (the README's, CI's) stays within CI's time limit.
     if cf.keras_version != 2:
-        keras2 = pytest.mark.skip(
-            reason="needs Keras 2: RetrievalModel is built on TFRS"
-        )
+        keras2 = pytest.mark.skip(reason="needs Keras 2 (TFRS or tf-keras only)")
         for item in items:
             if item.get_closest_marker("keras2") is not None:
                 item.add_marker(keras2)
@@ -110,13 +108,17 @@ else:
 """
 
 
-def child_environment(env: dict | None = None) -> dict[str, str]:
+def child_environment(env: dict | None = None, fresh: bool = False) -> dict[str, str]:
     """The environment of a child interpreter: tests/ importable, TF quiet.
 
-    ``TF_USE_LEGACY_KERAS`` is removed, so the child shows what a user's
-    fresh interpreter does; ``env`` is added on top.
+    The child uses the Keras of this run (``TF_USE_LEGACY_KERAS=0`` when the
+    suite runs under Keras 3); with ``fresh``, ``TF_USE_LEGACY_KERAS`` is
+    removed, so the child shows what a user's fresh interpreter does. ``env``
+    is added on top.
     """
     full = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    if cf.keras_version == 3 and not fresh:
+        full["TF_USE_LEGACY_KERAS"] = "0"
     full.update(env or {})
     full.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     full["PYTHONPATH"] = os.pathsep.join(
@@ -144,15 +146,17 @@ def run_python_code(
     env: dict | None = None,
     timeout: int = 240,
     unimportable: tuple[str, ...] = (),
+    fresh: bool = False,
 ):
     """Runs code in a fresh interpreter (tests/ importable); the CompletedProcess.
 
-    Modules named in ``unimportable`` raise ImportError there.
+    Modules named in ``unimportable`` raise ImportError there; ``fresh``: see
+    :func:`child_environment`.
     """
     if unimportable:
         names = list(unimportable)
         code = _BLOCK.format(names=names, first=names[0]) + code
-    full_env = child_environment(env)
+    full_env = child_environment(env, fresh=fresh)
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -203,14 +207,7 @@ def synthetic() -> Callable[..., tuple[tf.data.Dataset, tf.data.Dataset]]:
 
 @pytest.fixture(scope="session")
 def build_model() -> Callable[..., cf.RetrievalModel]:
-    skip_unless_keras2()
     return build_retrieval
-
-
-def skip_unless_keras2() -> None:
-    """Skips a test of RetrievalModel (TFRS) where the suite runs on Keras 3."""
-    if cf.keras_version != 2:
-        pytest.skip("RetrievalModel is built on TFRS, which needs Keras 2")
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,7 @@ def last_json(stdout: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.keras2  # Keras 3: one device for now (ctxfeatures._steps)
 def test_two_workers_train_like_one_process(root, tmp_path, child_env, cluster):
     single = start(root, tmp_path, child_env)
     out, err = single.communicate(timeout=240)
@@ -101,6 +102,7 @@ def test_two_workers_train_like_one_process(root, tmp_path, child_env, cluster):
 
 
 @pytest.mark.slow
+@pytest.mark.keras2
 def test_a_worker_lost_mid_training_fails_the_other_not_hangs(
     root, tmp_path, child_env, cluster
 ):
@@ -197,3 +199,16 @@ def test_a_bad_tf_config_fails_at_once_with_the_reason(
         # instead of raising: still at once, still naming the reason.
         old_tf = tuple(int(p) for p in tf.__version__.split(".")[:2]) < (2, 17)
         assert old_tf and message in result.stderr, result.stderr[-2000:]
+
+
+def test_keras3_refuses_a_strategy_with_the_way_to_train_distributed(
+    synthetic, build_model
+):
+    import ctxfeatures as cf
+
+    if cf.keras_version != 3:
+        pytest.skip("checks the Keras 3 refusal; this run uses Keras 2")
+    data, catalogue = synthetic(n=64)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with pytest.raises(NotImplementedError, match="MirroredStrategy needs Keras 2"):
+        build_model(data, catalogue, strategy=strategy)

@@ -13,9 +13,6 @@ import ctxfeatures as cf
 from ctxfeatures import evaluation
 from ctxfeatures.history import add_history
 
-# Every test here trains or builds a RetrievalModel (TFRS: Keras 2 only).
-pytestmark = pytest.mark.keras2
-
 ITEMS = [f"item {i}" for i in range(12)]
 UNIMPORTABLE = ("ctxfeatures", "tensorflow_recommenders")
 REQUESTS = {

@@ -96,6 +96,7 @@ def reference(tmp_path_factory, root, child_env, cluster) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.keras2  # parameter servers: Keras 2 only
 def test_a_lost_worker_does_not_stop_training(make_cluster, reference):
     code, result, stderr = make_cluster().chief(victim=("worker", 1))
     assert code == 0, stderr[-4000:]
@@ -111,6 +112,7 @@ def test_a_lost_worker_does_not_stop_training(make_cluster, reference):
 
 
 @pytest.mark.slow
+@pytest.mark.keras2
 def test_a_lost_parameter_server_fails_fast_and_resumes(make_cluster, reference):
     job = make_cluster()
     code, lost, stderr = job.chief(victim=("ps", 0))
@@ -132,6 +134,7 @@ def test_a_lost_parameter_server_fails_fast_and_resumes(make_cluster, reference)
     assert result["loss"][-1] == pytest.approx(reference["loss"][-1], rel=0.05)
 
 
+@pytest.mark.keras2
 def test_fit_parameter_servers_refuses_other_setups():
     import tensorflow as tf
 
@@ -155,4 +158,23 @@ def test_fit_parameter_servers_refuses_other_setups():
             steps_per_epoch=4,
             directory="unused",
             save_every=0,
+        )
+
+
+def test_fit_parameter_servers_under_keras3_says_it_needs_keras2():
+    import tensorflow as tf
+
+    import ctxfeatures as cf
+
+    if cf.keras_version != 3:
+        pytest.skip("checks the Keras 3 refusal; this run uses Keras 2")
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+    with pytest.raises(RuntimeError, match="needs Keras 2.*TF_USE_LEGACY_KERAS=1"):
+        cf.training.fit_parameter_servers(
+            model,
+            lambda context: None,
+            epochs=1,
+            steps_per_epoch=4,
+            directory="unused",
+            save_every=2,
         )

@@ -212,7 +212,6 @@ def test_leave_last_out_holds_out_each_users_last_event():
     assert not (validation & test).any()
 
 
-@pytest.mark.keras2
 def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
     from ctxfeatures.recipe import Recipe, run_recipe
 

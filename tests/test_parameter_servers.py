@@ -12,6 +12,9 @@ import sys
 
 import pytest
 
+# Parameter-server training is Keras 2 only (Keras 3 has no support for it).
+pytestmark = pytest.mark.keras2
+
 
 @pytest.fixture(scope="module")
 def chief_result(tmp_path_factory, root, child_env, cluster):

@@ -6,11 +6,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
-# Every test here trains or builds a RetrievalModel (TFRS: Keras 2 only).
-pytestmark = pytest.mark.keras2
-
 
 def test_readme_example_runs(tmp_path, root):
     text = (root / "README.md").read_text()

@@ -8,9 +8,6 @@ import tensorflow as tf
 
 import ctxfeatures as cf
 
-# Every test here trains or builds a RetrievalModel (TFRS: Keras 2 only).
-pytestmark = pytest.mark.keras2
-
 EVENTS = {
     "user_id": ["a", "b", "a", "c", "b", "c", "a", "b"],
     "item": ["x", "y", "y", "z", "x", "w", "w", "z"],

@@ -54,7 +54,6 @@ def popularity_model(logq: bool) -> tuple[np.ndarray, np.ndarray]:
     return scores.numpy().mean(axis=0), np.argsort(order)
 
 
-@pytest.mark.keras2
 def test_logq_correction_ranks_popular_items_higher():
     # In-batch negatives are drawn by popularity, so plain in-batch softmax
     # learns little of it; logQ correction restores it: popular items score

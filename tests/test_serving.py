@@ -12,9 +12,6 @@ import tensorflow as tf
 import ctxfeatures as cf
 from ctxfeatures.history import add_history
 
-# Every test here trains or builds a RetrievalModel (TFRS: Keras 2 only).
-pytestmark = pytest.mark.keras2
-
 ITEMS = [f"item {i}" for i in range(12)]
 # The exported model must serve with TensorFlow alone.
 UNIMPORTABLE = ("ctxfeatures", "tensorflow_recommenders")

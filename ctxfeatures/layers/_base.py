@@ -61,6 +61,18 @@ def unlocked(layer: tf.keras.layers.Layer) -> Iterator[None]:
             tracker.lock()
 
 
+def reapply_states(model: tf.keras.layers.Layer) -> None:
+    """Every feature layer of ``model`` takes the state its weight now holds.
+
+    After ``model.set_weights`` (and so Keras' ``restore_best_weights``):
+    tf-keras calls each layer's ``finalize_state`` there, Keras 3 only assigns
+    the variables, which would leave lookups and statistics behind.
+    """
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, FeatureLayer):
+            layer._restore_array_state()
+
+
 class FeatureLayer(tf.keras.layers.Layer):
     """Base class of the feature layers: adapt contract, two-stage call.
 

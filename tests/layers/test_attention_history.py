@@ -100,13 +100,11 @@ def trained_model(synthetic):
     return model, data, history.history["loss"]
 
 
-@pytest.mark.keras2
 def test_trains_inside_a_retrieval_model(synthetic):
     _, _, loss = trained_model(synthetic)
     assert loss[-1] < loss[0]
 
 
-@pytest.mark.keras2
 def test_exported_recommender_serves_it(synthetic, tmp_path):
     model, data, _ = trained_model(synthetic)
     model.export_recommender(str(tmp_path / "rec"), k=3, exclude="history")
