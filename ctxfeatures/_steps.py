@@ -22,21 +22,25 @@ class KerasSteps(tf.keras.Model):
     """``tfrs.models.Model``'s steps for Keras 3: ``compute_loss`` of a batch,
     plus the layers' regularisation losses, minimised by the optimizer.
 
-    One device only for now: under a ``tf.distribute`` strategy Keras 3
-    reduces the step's inputs with the outputs and fails on string ids, so
-    a strategy is refused here, with the way to train distributed.
+    Under a ``tf.distribute`` strategy the model skips Keras 3's symbolic
+    build, which would average the first batch across replicas, string ids
+    included: the towers are built when the model is made. Multi-worker
+    training is refused for now, with the way to run it (Keras 2).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if tf.distribute.has_strategy():
+        strategy = tf.distribute.get_strategy()
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise NotImplementedError(
-                "Under Keras 3, RetrievalModel trains on one device for now: "
-                f"{type(tf.distribute.get_strategy()).__name__} needs Keras 2. "
-                "Set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported to "
-                "train with MirroredStrategy, MultiWorkerMirroredStrategy or "
-                "parameter servers."
+                "Under Keras 3, RetrievalModel trains on one machine for now "
+                "(one device or MirroredStrategy): MultiWorkerMirroredStrategy "
+                "needs Keras 2. Set TF_USE_LEGACY_KERAS=1 before TensorFlow is "
+                "imported."
             )
         super().__init__(*args, **kwargs)
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None):
+        return None
 
     def train_step(self, inputs: Any) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:

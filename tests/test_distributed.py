@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import tensorflow as tf
+
+import ctxfeatures as cf
 
 # One worker (TF_CONFIG set) or the single-process reference (no TF_CONFIG):
 # the same data, model, seed and global batches of 256.
@@ -84,7 +87,7 @@ def last_json(stdout: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.keras2  # Keras 3: one device for now (ctxfeatures._steps)
+@pytest.mark.keras2  # Keras 3: one machine for now (ctxfeatures._steps)
 def test_two_workers_train_like_one_process(root, tmp_path, child_env, cluster):
     single = start(root, tmp_path, child_env)
     out, err = single.communicate(timeout=240)
@@ -201,14 +204,31 @@ def test_a_bad_tf_config_fails_at_once_with_the_reason(
         assert old_tf and message in result.stderr, result.stderr[-2000:]
 
 
-def test_keras3_refuses_a_strategy_with_the_way_to_train_distributed(
-    synthetic, build_model
-):
-    import ctxfeatures as cf
-
-    if cf.keras_version != 3:
-        pytest.skip("checks the Keras 3 refusal; this run uses Keras 2")
-    data, catalogue = synthetic(n=64)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    with pytest.raises(NotImplementedError, match="MirroredStrategy needs Keras 2"):
-        build_model(data, catalogue, strategy=strategy)
+def test_mirrored_training_matches_one_device(run_python):
+    # Under this run's Keras: two replicas of one global batch give the loss
+    # of one device (the same batches, the same initial weights).
+    code = textwrap.dedent(
+        """
+        import json
+        import ctxfeatures as cf, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from conftest import build_retrieval, synthetic_events
+        data, catalogue = synthetic_events(n=512)
+        losses = []
+        for devices in (None, ["/cpu:0", "/cpu:1"]):
+            strategy = devices and tf.distribute.MirroredStrategy(devices)
+            tf.keras.utils.set_random_seed(0)
+            model = build_retrieval(data, catalogue, strategy=strategy)
+            model.compile(tf.keras.optimizers.SGD(0.05))
+            fit = model.fit(data.batch(128), epochs=1, verbose=0)
+            losses.append(fit.history["loss"][0])
+        print(json.dumps([cf.keras_version, losses]))
+        """
+    )
+    result = run_python(code, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keras, (one, mirrored) = json.loads(result.stdout.strip().splitlines()[-1])
+    assert keras == cf.keras_version
+    assert mirrored == pytest.approx(one, rel=1e-3)
