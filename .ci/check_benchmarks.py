@@ -101,7 +101,22 @@ def keras() -> str:
     for row in results["rows"]:
         for key in ("hit@10", "hit@100", "examples_per_s"):
             assert finite_positive(row[key]), row
-    return "Keras 2 / Keras 3 benchmark complete: 2 runs"
+    assert sorted(row["keras"] for row in results["tutorial_rows"]) == [2, 3]
+    for row in results["tutorial_rows"]:
+        for key in ("top_100", "examples_per_s"):
+            assert finite_positive(row[key]), row
+    return "Keras 2 / Keras 3 benchmark complete: 2 recipe and 2 tutorial runs"
+
+
+def peers() -> str:
+    results = load("peers-ml-100k-chrono.json")
+    names = sorted(results["rows"])
+    assert names[0].startswith("EASE") and names[1:] == ["SASRec+", "most popular"]
+    for runs in results["rows"].values():
+        for run in runs:
+            for key in ("hit@10", "hit@100", "ndcg@10"):
+                assert finite_positive(run[key]), run
+    return "SASRec+ peer beside most-popular and EASE complete: 3 rows"
 
 
 CHECKS: dict[str, Callable[[], str]] = {
@@ -111,6 +126,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "distributed": distributed,
     "pipeline": pipeline,
     "keras": keras,
+    "peers": peers,
 }
 
 if __name__ == "__main__":

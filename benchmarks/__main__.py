@@ -1,6 +1,6 @@
 """``python -m benchmarks COMMAND [options]``.
 
-Commands: run, history, profile, distributed, catalogue, pipeline, keras.
+Commands: run, history, profile, distributed, catalogue, pipeline, keras, peers.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ COMMANDS = {
     "catalogue": "benchmarks.catalogue",
     "pipeline": "benchmarks.pipeline",
     "keras": "benchmarks.keras_versions",
+    "peers": "benchmarks.sequence_peers",
 }
 
 

@@ -37,7 +37,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import ctxfeatures as cf  # noqa: I001  (routes tf.keras to Keras 2 first)
+import ctxfeatures as cf  # noqa: I001  (Keras 2: benchmarks/__init__ sets it)
 from benchmarks.catalogue_serve import latency
 from benchmarks.harness import ROOT, run_child, run_python, status_mib, write_results
 from ctxfeatures.index import ExactSearch, IVFIndex, recall

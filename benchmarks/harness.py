@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -66,6 +67,12 @@ def status_mib(field: str, pid: int | str = "self") -> float:
 def peak_rss_mib() -> float:
     """This process's peak resident memory, in MiB."""
     return status_mib("VmHWM")
+
+
+def mean_sd(values: list[float]) -> str:
+    """``mean ± sd`` of repeated runs (sd 0 for one run)."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
 
 
 def write_results(output: str, name: str, results: dict, markdown: str) -> None:

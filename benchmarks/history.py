@@ -25,7 +25,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import ctxfeatures  # noqa: F401, I001  (routes tf.keras to Keras 2 first)
+import ctxfeatures  # noqa: F401, I001  (Keras 2: benchmarks/__init__ sets it)
 from benchmarks.harness import (
     load_example,
     run_child,
@@ -33,6 +33,7 @@ from benchmarks.harness import (
     timed,
     write_results,
 )
+from benchmarks.tutorial_ours import EpochTimer  # noqa: E402
 from ctxfeatures.history import add_history  # noqa: E402
 from ctxfeatures.losses import dot_scores  # noqa: E402
 
@@ -79,14 +80,6 @@ def prepare_child(size: int, max_length: int) -> None:
 
 def prepare_run(size: int, max_length: int) -> dict:
     return run_child("history", "prepare_child", size, max_length)
-
-
-class EpochTimer(tf.keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times = getattr(self, "times", []) + [time.perf_counter() - self.start]
 
 
 def training_throughput(

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 
+from benchmarks.tutorial_ours import tutorial_data  # noqa: E402, F401
+
 
 class UserModel(tf.keras.Model):
     def __init__(self, use_timestamps, unique_user_ids, timestamps, buckets):
@@ -111,23 +113,6 @@ class MovielensModel(tfrs.models.Model):
         )
         movie_embeddings = self.candidate_model(features["movie_title"])
         return self.task(query_embeddings, movie_embeddings)
-
-
-def tutorial_data(ratings: tf.data.Dataset, movies: tf.data.Dataset):
-    """The tutorial's inputs: three rating fields, titles, 80/20 random split."""
-    ratings = ratings.map(
-        lambda x: {
-            "movie_title": x["movie_title"],
-            "user_id": x["user_id"],
-            "timestamp": x["timestamp"],
-        }
-    )
-    movies = movies.map(lambda x: x["movie_title"])
-    tf.random.set_seed(42)
-    shuffled = ratings.shuffle(100_000, seed=42, reshuffle_each_iteration=False)
-    train = shuffled.take(80_000)
-    test = shuffled.skip(80_000).take(20_000)
-    return ratings, movies, train, test
 
 
 def build(use_timestamps: bool, ratings, movies) -> MovielensModel:

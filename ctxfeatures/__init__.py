@@ -1,15 +1,14 @@
 """ctxfeatures: composable Keras layers for context-aware recommenders.
 
-The feature layers, towers, evaluation, serving and baselines need TensorFlow
-and Keras only (Keras 2 or Keras 3). :class:`RetrievalModel` and
-:func:`build_retrieval_model` are built on TensorFlow Recommenders, imported
-when first used, under Keras 2.
+Everything runs under Keras 3 (TensorFlow's default) and under Keras 2
+(tf-keras, ``TF_USE_LEGACY_KERAS=1``), where :class:`RetrievalModel` is a
+TensorFlow Recommenders model; see "Keras 2 or Keras 3" in the docs.
 """
 
 from ctxfeatures._compat import repair_zip_seek, select_keras
 
-# Must run before TensorFlow Recommenders or any tf.keras module is imported:
-# the Keras of the process (2 or 3), Keras 2 when none is chosen yet.
+# Before any tf.keras module is imported: the Keras of the process (2 or 3),
+# Keras 3 when none is chosen; the environment is left as it is.
 #: The Keras major version this process uses, ``2`` or ``3`` (see "Keras 2 or
 #: Keras 3" in the docs).
 keras_version = select_keras()

@@ -1,16 +1,17 @@
-"""Which Keras ctxfeatures uses: the one the process has, Keras 2 by default.
+"""Which Keras ctxfeatures uses: the one the process has, Keras 3 by default.
 
-TensorFlow Recommenders 0.7 is written against Keras 2. Since TensorFlow 2.16,
-``tf.keras`` resolves to Keras 3 unless ``TF_USE_LEGACY_KERAS`` is set before
-``tf.keras`` is first touched, and mixing the two breaks models in ways that
-surface far from the cause. The rule:
+Since TensorFlow 2.16, ``tf.keras`` resolves to Keras 3 unless
+``TF_USE_LEGACY_KERAS`` is true when ``tf.keras`` is first touched; mixing the
+two breaks models in ways that surface far from the cause. The rule, which
+never changes the environment:
 
-* TensorFlow already imported with ``tf.keras`` bound to Keras 3, or
-  ``TF_USE_LEGACY_KERAS`` set to a false value: Keras 3. Everything but
-  TFRS' own classes and parameter-server training works; ``RetrievalModel``
-  trains with the library's own steps and task (``ctxfeatures._steps``).
-* Otherwise Keras 2 (tf-keras), with TFRS: ``TF_USE_LEGACY_KERAS=1`` is set
-  when it still can be, as before.
+* ``tf.keras`` already bound (TensorFlow imported and ``tf.keras`` read): that
+  Keras.
+* Otherwise ``TF_USE_LEGACY_KERAS`` true: Keras 2 (tf-keras), with TFRS,
+  checked to match TensorFlow's minor version.
+* Otherwise Keras 3, TensorFlow's own default. Everything but TFRS' own
+  classes and parameter-server training works; ``RetrievalModel`` trains with
+  the library's own steps and task (``ctxfeatures._steps``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ _TRUE_VALUES = ("1", "true", "True")
 _FIX = (
     "Set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported (in the shell, or "
     "`os.environ['TF_USE_LEGACY_KERAS'] = '1'` at the very top of your script), "
-    "or simply `import ctxfeatures` before `import tensorflow`, then restart "
-    "the Python interpreter."
+    "then restart the Python interpreter."
 )
 
 
@@ -51,17 +51,17 @@ def _keras_loader_state() -> str | None:
 
 def select_keras() -> int:
     """The Keras major version to use (2 or 3), set up; see the module's rule."""
-    value = os.environ.get("TF_USE_LEGACY_KERAS")
     state = _keras_loader_state()
-    if state == "keras_3" or (
-        state is None and value is not None and value not in _TRUE_VALUES
-    ):
-        import tensorflow as tf
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") in _TRUE_VALUES
+    if state == "tf_keras" or (state is None and legacy):
+        ensure_keras2()
+        return 2
+    import tensorflow as tf
 
-        if tf.keras.layers.Layer.__module__.startswith("keras"):
-            return 3
-    ensure_keras2()
-    return 2
+    if tf.keras.layers.Layer.__module__.startswith("tf_keras"):
+        ensure_keras2()  # a TensorFlow that still binds tf-keras by itself
+        return 2
+    return 3
 
 
 def require_keras2(what: str) -> None:
@@ -79,30 +79,17 @@ def require_keras2(what: str) -> None:
 
 
 def ensure_keras2() -> None:
-    """Routes ``tf.keras`` to tf-keras, or raises an actionable ImportError."""
-    value = os.environ.get("TF_USE_LEGACY_KERAS")
-    if value is not None and value not in _TRUE_VALUES:
-        raise ImportError(
-            "ctxfeatures needs Keras 2 (the tf-keras package), but "
-            f"TF_USE_LEGACY_KERAS={value!r} asks TensorFlow for Keras 3. "
-            "Unset it or set TF_USE_LEGACY_KERAS=1, then restart Python."
-        )
-    state = _keras_loader_state()
-    if state not in (None, "tf_keras"):
-        raise ImportError(
-            "ctxfeatures needs Keras 2 (tf-keras), but TensorFlow was already "
-            f"imported and `tf.keras` is bound to {state.replace('_', ' ')}. " + _FIX
-        )
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
+    """Checks that ``tf.keras`` is a tf-keras matching TensorFlow, or raises
+    an actionable ImportError."""
     import tensorflow as tf
 
     layer_module = tf.keras.layers.Layer.__module__
     if not layer_module.startswith("tf_keras"):
         raise ImportError(
-            "ctxfeatures needs Keras 2 (tf-keras), but `tf.keras` resolved to "
-            f"{layer_module!r}. Install it with `pip install "
-            f"'tf-keras=={_minor(tf.__version__)}.*'`. " + _FIX
+            "TF_USE_LEGACY_KERAS asks for Keras 2 (tf-keras), but `tf.keras` "
+            f"resolved to {layer_module!r}. Install it with `pip install "
+            f"'tf-keras=={_minor(tf.__version__)}.*'`, or unset "
+            "TF_USE_LEGACY_KERAS to use Keras 3."
         )
     _check_versions(tf.__version__)
 

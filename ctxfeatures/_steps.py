@@ -8,6 +8,7 @@ and test steps written for Keras 3, and
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import tensorflow as tf
@@ -24,20 +25,16 @@ class KerasSteps(tf.keras.Model):
 
     Under a ``tf.distribute`` strategy the model skips Keras 3's symbolic
     build, which would average the first batch across replicas, string ids
-    included: the towers are built when the model is made. Multi-worker
-    training is refused for now, with the way to run it (Keras 2).
+    included: the towers are built when the model is made. An optimizer made
+    outside the strategy's scope, which Keras 2 accepts, is made again inside
+    it (Keras 3 would fail at the first step, mixing two strategies).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        strategy = tf.distribute.get_strategy()
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            raise NotImplementedError(
-                "Under Keras 3, RetrievalModel trains on one machine for now "
-                "(one device or MirroredStrategy): MultiWorkerMirroredStrategy "
-                "needs Keras 2. Set TF_USE_LEGACY_KERAS=1 before TensorFlow is "
-                "imported."
-            )
-        super().__init__(*args, **kwargs)
+    def compile(self, optimizer: Any = "rmsprop", *args: Any, **kwargs: Any) -> None:
+        strategy = self._distribute_strategy
+        optimizer = _in_scope(optimizer, strategy)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            super().compile(optimizer, *args, **kwargs)
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None):
         return None
@@ -59,6 +56,36 @@ class KerasSteps(tf.keras.Model):
     def set_weights(self, weights: Any) -> None:
         super().set_weights(weights)
         reapply_states(self)
+
+
+def _in_scope(optimizer: Any, strategy: Any) -> Any:
+    """``optimizer``, or a fresh copy of it made under ``strategy``."""
+    if strategy is None or not isinstance(optimizer, tf.keras.optimizers.Optimizer):
+        return optimizer  # a name: Keras makes it under the model's strategy
+    if getattr(optimizer, "_distribution_strategy", strategy) is strategy:
+        return optimizer
+    if optimizer.built:
+        raise ValueError(
+            "`optimizer` was made and used outside the model's distribution "
+            "strategy: make it inside `strategy.scope()`, or pass an unused "
+            f"one. Received: optimizer={type(optimizer).__name__} with "
+            f"{optimizer.iterations.numpy()} steps taken"
+        )
+    with strategy.scope():  # an unused optimizer: its config is all it has
+        return type(optimizer).from_config(optimizer.get_config())
+
+
+def replica_logs(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """A step's logs, shaped for Keras 3's multi-worker reduction.
+
+    Keras 3 reduces each log of a MultiWorkerMirroredStrategy step with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails on a scalar; the
+    logs are the same on every replica, so one-element vectors reduce to them.
+    """
+    strategy = tf.distribute.get_strategy()
+    if not (KERAS3 and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
 def _regularization(losses: list[tf.Tensor]) -> tf.Tensor:

@@ -21,7 +21,7 @@ from ctxfeatures._checks import (
     checked_column,
 )
 from ctxfeatures._distribute import isolate_collectives
-from ctxfeatures._steps import KERAS3, ModelBase, Task
+from ctxfeatures._steps import KERAS3, ModelBase, Task, replica_logs
 from ctxfeatures.catalogue import Catalogue
 from ctxfeatures.evaluation import evaluate_top_k
 from ctxfeatures.index import IVFIndex, IVFSearch
@@ -202,7 +202,7 @@ class RetrievalModel(PreparesInput, ModelBase):
             mean.update_state(values[mean.name], sample_weight=1.0 / replicas)
         # Keys equal to `self.metrics`: Keras then reads the epoch's results
         # from the metrics (under ParameterServerStrategy, from all workers).
-        return {metric.name: metric.result() for metric in self.metrics}
+        return replica_logs({metric.name: metric.result() for metric in self.metrics})
 
     def compute_loss(
         self, features: Mapping[str, tf.Tensor] | PreparedBatch, training: bool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ctxfeatures._tfrs import tfrs
-from ctxfeatures.losses import dot_scores
+from ctxfeatures.retrieval_task import RetrievalTask
 
 
 class InBatchRetrieval(tfrs.tasks.Retrieval):
@@ -25,7 +25,9 @@ class InBatchRetrieval(tfrs.tasks.Retrieval):
     :func:`~ctxfeatures.losses.dot_scores`,
     whose gradient takes that second form. The scores are bitwise TFRS' own
     and the gradients equal to float rounding (tests/test_losses.py); what
-    follows the scores is TFRS' steps, in TFRS' order.
+    follows the scores is TFRS' steps, in TFRS' order
+    (:class:`~ctxfeatures.retrieval_task.RetrievalTask`, held equal to
+    ``tfrs.tasks.Retrieval``).
 
     :class:`~ctxfeatures.RetrievalModel` builds it with its loss, temperature and
     accidental-hit setting; it takes no metrics and no hard-negative mining.
@@ -49,6 +51,8 @@ class InBatchRetrieval(tfrs.tasks.Retrieval):
             temperature=temperature,
             remove_accidental_hits=remove_accidental_hits,
         )
+        # TFRS' steps in TFRS' order, in ops shared with Keras 3's task.
+        self._task = RetrievalTask(loss, temperature, remove_accidental_hits)
 
     def call(
         self,
@@ -66,21 +70,10 @@ class InBatchRetrieval(tfrs.tasks.Retrieval):
                 "InBatchRetrieval computes no metrics: pass "
                 "compute_metrics=False and compute_batch_metrics=False."
             )
-        scores = dot_scores(query_embeddings, candidate_embeddings)
-        labels = tf.eye(tf.shape(scores)[0], tf.shape(scores)[1])
-        if self._temperature is not None:
-            scores = scores / self._temperature
-        if candidate_sampling_probability is not None:
-            scores = tfrs.layers.loss.SamplingProbablityCorrection()(
-                scores, candidate_sampling_probability
-            )
-        if self._remove_accidental_hits:
-            if candidate_ids is None:
-                raise ValueError(
-                    "When accidental hit removal is enabled, candidate ids "
-                    "must be supplied."
-                )
-            scores = tfrs.layers.loss.RemoveAccidentalHits()(
-                labels, scores, candidate_ids
-            )
-        return self._loss(y_true=labels, y_pred=scores, sample_weight=sample_weight)
+        return self._task(
+            query_embeddings,
+            candidate_embeddings,
+            sample_weight=sample_weight,
+            candidate_sampling_probability=candidate_sampling_probability,
+            candidate_ids=candidate_ids,
+        )

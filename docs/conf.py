@@ -9,9 +9,13 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
+# The API pages include TFRS' task (ctxfeatures.task), which needs Keras 2;
+# every doctest also runs under Keras 3 (TF_USE_LEGACY_KERAS=0 sphinx-build).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 from sphinx.errors import ExtensionError  # noqa: E402
 
-import ctxfeatures  # noqa: E402  (routes tf.keras to Keras 2 first)
+import ctxfeatures  # noqa: E402
 import ctxfeatures.recipe  # noqa: E402
 
 project = "ctxfeatures"

@@ -36,10 +36,14 @@ import tempfile
 import time
 from collections.abc import Callable
 
-import numpy as np
-import tensorflow as tf
+# The study's published numbers were measured under Keras 2 (TFRS' task);
+# TF_USE_LEGACY_KERAS=0 runs it under Keras 3. Set before TensorFlow loads.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import ctxfeatures as cf  # sets up Keras 2 before TensorFlow is used
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import ctxfeatures as cf  # noqa: E402
 from ctxfeatures import baselines, evaluation, splits
 from ctxfeatures.datasets import movielens
 from ctxfeatures.history import add_history

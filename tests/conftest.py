@@ -1,4 +1,4 @@
-"""Shared fixtures and builders. Importing ctxfeatures first routes tf.keras to Keras 2.
+"""Shared fixtures and builders, under the Keras the run chose (TF_USE_LEGACY_KERAS).
 
 Test modules take what they share from here as fixtures (``synthetic``,
 ``build_model``, ``run_python``, ``keras_roundtrip``, ``functional``,
@@ -111,14 +111,13 @@ else:
 def child_environment(env: dict | None = None, fresh: bool = False) -> dict[str, str]:
     """The environment of a child interpreter: tests/ importable, TF quiet.
 
-    The child uses the Keras of this run (``TF_USE_LEGACY_KERAS=0`` when the
-    suite runs under Keras 3); with ``fresh``, ``TF_USE_LEGACY_KERAS`` is
-    removed, so the child shows what a user's fresh interpreter does. ``env``
-    is added on top.
+    The child uses the Keras of this run (``TF_USE_LEGACY_KERAS`` 1 or 0);
+    with ``fresh``, ``TF_USE_LEGACY_KERAS`` is removed, so the child shows
+    what a user's fresh interpreter does. ``env`` is added on top.
     """
     full = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    if cf.keras_version == 3 and not fresh:
-        full["TF_USE_LEGACY_KERAS"] = "0"
+    if not fresh:
+        full["TF_USE_LEGACY_KERAS"] = "1" if cf.keras_version == 2 else "0"
     full.update(env or {})
     full.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     full["PYTHONPATH"] = os.pathsep.join(

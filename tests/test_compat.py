@@ -1,17 +1,31 @@
-"""Keras 2 routing: import works from nothing, fails clearly after Keras 3."""
+"""Which Keras: the process's, Keras 3 by default, the environment untouched."""
 
 from __future__ import annotations
 
 import re
 
 
-def test_fresh_import_routes_tf_keras_to_tf_keras(run_python):
-    result = run_python(
-        "import ctxfeatures, tensorflow as tf\nprint(tf.keras.layers.Layer.__module__)",
-        fresh=True,
+def test_a_fresh_import_uses_keras3_and_leaves_the_environment(run_python):
+    code = (
+        "import os, ctxfeatures, tensorflow as tf\n"
+        "print(ctxfeatures.keras_version, tf.keras.layers.Layer.__module__)\n"
+        "print(os.environ.get('TF_USE_LEGACY_KERAS'))"
     )
+    result = run_python(code, fresh=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith("tf_keras")
+    keras, unset = result.stdout.strip().splitlines()
+    assert keras.startswith("3 keras") and unset == "None"
+
+
+def test_tf_use_legacy_keras_chooses_keras2_with_tfrs(run_python):
+    code = (
+        "import ctxfeatures, tensorflow as tf\n"
+        "from ctxfeatures.task import InBatchRetrieval\n"
+        "print(ctxfeatures.keras_version, tf.keras.layers.Layer.__module__)"
+    )
+    result = run_python(code, env={"TF_USE_LEGACY_KERAS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("2 tf_keras")
 
 
 def test_import_after_keras3_uses_keras3(run_python, tmp_path):
@@ -45,14 +59,16 @@ except ImportError as error:
     assert "needs Keras 2" in lines[2] and "TF_USE_LEGACY_KERAS=1" in lines[2]
 
 
-def test_import_after_tf_but_before_keras_still_works(run_python):
-    result = run_python(
-        "import tensorflow as tf\nimport ctxfeatures\n"
-        "print(tf.keras.layers.Layer.__module__)",
-        fresh=True,
+def test_import_after_tf_keras_2_is_bound_uses_keras2(run_python):
+    code = (
+        "import os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
+        "import tensorflow as tf\ntf.keras.layers.Dense\n"
+        "del os.environ['TF_USE_LEGACY_KERAS']\n"
+        "import ctxfeatures\nprint(ctxfeatures.keras_version)"
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith("tf_keras")
+    result = run_python(code, fresh=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "2"
 
 
 def test_an_explicit_opt_out_chooses_keras3(run_python):

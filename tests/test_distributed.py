@@ -87,7 +87,6 @@ def last_json(stdout: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.keras2  # Keras 3: one machine for now (ctxfeatures._steps)
 def test_two_workers_train_like_one_process(root, tmp_path, child_env, cluster):
     single = start(root, tmp_path, child_env)
     out, err = single.communicate(timeout=240)
@@ -105,7 +104,6 @@ def test_two_workers_train_like_one_process(root, tmp_path, child_env, cluster):
 
 
 @pytest.mark.slow
-@pytest.mark.keras2
 def test_a_worker_lost_mid_training_fails_the_other_not_hangs(
     root, tmp_path, child_env, cluster
 ):
@@ -232,3 +230,24 @@ def test_mirrored_training_matches_one_device(run_python):
     keras, (one, mirrored) = json.loads(result.stdout.strip().splitlines()[-1])
     assert keras == cf.keras_version
     assert mirrored == pytest.approx(one, rel=1e-3)
+
+
+@pytest.mark.skipif(cf.keras_version == 2, reason="Keras 2 uses the optimizer given")
+def test_an_unused_optimizer_from_outside_the_scope_is_made_inside(
+    synthetic, build_model
+):
+    # Keras 3 binds an optimizer to the strategy it was made under; the model
+    # makes an unused one again inside its own, and refuses a used one.
+    data, catalogue = synthetic(n=256)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    model = build_model(data, catalogue, strategy=strategy)
+    outside = tf.keras.optimizers.Adagrad(0.3)
+    model.compile(outside)
+    assert model.optimizer is not outside
+    assert model.optimizer._distribution_strategy is strategy
+    assert model.optimizer.get_config()["learning_rate"] == pytest.approx(0.3)
+    model.fit(data.batch(64), epochs=1, verbose=0)
+    used = tf.keras.optimizers.SGD(0.1)
+    used.apply_gradients([(tf.constant(1.0), tf.Variable(1.0))])
+    with pytest.raises(ValueError, match=r"outside the model's .*strategy\.scope"):
+        model.compile(used)

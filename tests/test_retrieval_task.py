@@ -56,7 +56,9 @@ def test_errors_name_the_fix():
 @pytest.mark.parametrize("logq", [False, True])
 @pytest.mark.parametrize("hits", [False, True])
 def test_equals_the_tfrs_task(temperature, logq, hits):
-    from ctxfeatures.task import InBatchRetrieval  # TFRS: Keras 2 only
+    # TFRS' own task, and the library's Keras 2 task that delegates to ours.
+    from ctxfeatures._tfrs import tfrs  # Keras 2 only
+    from ctxfeatures.task import InBatchRetrieval
 
     rng = np.random.default_rng(0)
     query = tf.constant(rng.normal(size=(6, 4)), tf.float32)
@@ -70,7 +72,8 @@ def test_equals_the_tfrs_task(temperature, logq, hits):
     )
     settings = dict(temperature=temperature, remove_accidental_hits=hits)
     ours = RetrievalTask(**settings)(query, candidate, **kwargs)
-    theirs = InBatchRetrieval(cf.InBatchSoftmax(), **settings)(
-        query, candidate, **kwargs
-    )
+    tfrs_task = tfrs.tasks.Retrieval(loss=cf.InBatchSoftmax(), **settings)
+    theirs = tfrs_task(query, candidate, compute_metrics=False, **kwargs)
     np.testing.assert_allclose(float(ours), float(theirs), rtol=1e-6)
+    library = InBatchRetrieval(cf.InBatchSoftmax(), **settings)
+    assert float(library(query, candidate, **kwargs)) == float(ours)
