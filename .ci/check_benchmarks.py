@@ -119,6 +119,15 @@ def peers() -> str:
     return "SASRec+ peer beside most-popular and EASE complete: 3 rows"
 
 
+def sequence() -> str:
+    results = load("sequence.json")
+    assert len(results["rows"]) == 4, results
+    for row in results["rows"].values():
+        for key in ("hit@10", "hit@100", "targets_per_s"):
+            assert finite_positive(row[key]), row
+    return "sequence / per-event training benchmark complete: 4 rows"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "run": run,
     "history": history,
@@ -127,6 +136,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "pipeline": pipeline,
     "keras": keras,
     "peers": peers,
+    "sequence": sequence,
 }
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``python -m benchmarks COMMAND [options]``.
 
-Commands: run, history, profile, distributed, catalogue, pipeline, keras, peers.
+Commands: run, history, profile, distributed, catalogue, pipeline, keras, peers,
+sequence.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ COMMANDS = {
     "pipeline": "benchmarks.pipeline",
     "keras": "benchmarks.keras_versions",
     "peers": "benchmarks.sequence_peers",
+    "sequence": "benchmarks.sequence_training",
 }
 
 

@@ -26,6 +26,7 @@ from ctxfeatures import (  # noqa: E402
     negatives,
     recommend,
     saving,
+    sequences,
     serving,
     shards,
     tfrecords,
@@ -54,14 +55,19 @@ from ctxfeatures.tower import PreparedBatch, Tower, adapt_towers  # noqa: E402
 
 # TFRS-backed names, imported on first use so that the layers stay usable
 # (and reusable by another backend) without TensorFlow Recommenders.
-_RETRIEVAL = ("RetrievalModel", "build_retrieval_model")
+_RETRIEVAL = {
+    "RetrievalModel": "retrieval",
+    "SequenceRetrievalModel": "sequence_model",
+    "build_retrieval_model": "builder",
+}
 
 
 def __getattr__(name: str):
     if name in _RETRIEVAL:
-        from ctxfeatures import builder, retrieval
+        import importlib
 
-        return getattr(builder if name == "build_retrieval_model" else retrieval, name)
+        module = importlib.import_module(f"ctxfeatures.{_RETRIEVAL[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module 'ctxfeatures' has no attribute {name!r}")
 
 
@@ -83,6 +89,7 @@ __all__ = [
     "OneStageFeatureLayer",
     "PreparedBatch",
     "RetrievalModel",
+    "SequenceRetrievalModel",
     "TextEmbedding",
     "TimestampBuckets",
     "TopKValidation",
@@ -99,6 +106,7 @@ __all__ = [
     "negatives",
     "recommend",
     "saving",
+    "sequences",
     "serving",
     "shards",
     "tfrecords",

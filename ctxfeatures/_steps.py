@@ -36,6 +36,13 @@ class KerasSteps(tf.keras.Model):
         with strategy.scope() if strategy else contextlib.nullcontext():
             super().compile(optimizer, *args, **kwargs)
 
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # Keras 3 warns on every fit of a dataset that its default
+        # shuffle=True is ignored: a dataset shuffles itself (prepare()).
+        if isinstance(x, tf.data.Dataset) and not args:
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, y, *args, **kwargs)
+
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None):
         return None
 

@@ -42,6 +42,9 @@ class PreparesInput:
             keys.append(self.candidate_id)
         return [key for key in keys if key is not None]
 
+    def _is_batched(self, data: tf.data.Dataset) -> bool:
+        return is_batched(data)
+
     def prepare(
         self,
         data: tf.data.Dataset | Mapping[str, Any],
@@ -93,7 +96,7 @@ class PreparesInput:
             check_feature_dataset(data, owner)
         data = as_dataset(data, owner)
         if batch_size is not None:
-            if is_batched(data):
+            if self._is_batched(data):
                 raise ValueError(
                     f"{owner}: the dataset is already batched; do not pass "
                     f"`batch_size`. Received: batch_size={batch_size!r}"
@@ -102,7 +105,7 @@ class PreparesInput:
                 size = int(data.cardinality())
                 data = data.shuffle(min(size, _SHUFFLE) if size > 0 else _SHUFFLE, seed)
             data = data.batch(check_batch_size(batch_size))
-        elif not is_batched(data):
+        elif not self._is_batched(data):
             raise ValueError(
                 f"{owner} needs batches, since the batch is what in-batch "
                 "softmax draws its negatives from: pass `batch_size=1024` (or "

@@ -72,7 +72,10 @@ def _running_keras_version() -> str:
 
 
 def load_model(
-    path: str | os.PathLike, *, custom_objects: dict[str, Any] | None = None
+    path: str | os.PathLike,
+    *,
+    custom_objects: dict[str, Any] | None = None,
+    safe_mode: bool = True,
 ) -> tf.keras.Model:
     """Loads a model saved with ``model.save("….keras")``, with ``safe_mode=True``.
 
@@ -84,6 +87,8 @@ def load_model(
         path: A ``.keras`` file.
         custom_objects: Classes of your own, as for Keras (those registered
             with ``register_keras_serializable`` need none).
+        safe_mode: Keras' ``safe_mode``: ``True`` refuses code in the file
+            (lambdas); ctxfeatures' layers need nothing else.
 
     Returns:
         The model (for example a :class:`~ctxfeatures.Tower`).
@@ -106,5 +111,5 @@ def load_model(
     if os.path.isfile(path):
         _check_archive(path)
     return tf.keras.models.load_model(
-        path, custom_objects=custom_objects, safe_mode=True
+        path, custom_objects=custom_objects, safe_mode=safe_mode
     )

@@ -70,6 +70,8 @@ PUBLIC_MODULES = {
         if n != "__version__" and not inspect.ismodule(getattr(ctxfeatures, n))
     ],
     "ctxfeatures.history": ctxfeatures.history.__all__,
+    "ctxfeatures.sequences": ctxfeatures.sequences.__all__,
+    "ctxfeatures.sequence_model": ["causal_history_weights"],
     "ctxfeatures.evaluation": ctxfeatures.evaluation.__all__,
     "ctxfeatures.baselines": ctxfeatures.baselines.__all__,
     "ctxfeatures.training": ctxfeatures.training.__all__,

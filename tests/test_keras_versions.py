@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import pytest
+import tensorflow as tf
+
+import ctxfeatures as cf
 
 SAVE = textwrap.dedent(
     """
@@ -65,3 +69,14 @@ def test_an_exported_recommender_serves_with_tensorflow_alone(
 ):
     run(run_python, SAVE, tmp_path, saved)
     assert run(run_python, SERVE, tmp_path, saved) == "(1, 2) False"
+
+
+@pytest.mark.skipif(cf.keras_version == 2, reason="a warning of Keras 3's fit")
+def test_fit_on_a_dataset_does_not_warn_that_shuffle_is_ignored(synthetic, build_model):
+    data, catalogue = synthetic(n=64)
+    model = build_model(data, catalogue)
+    model.compile(tf.keras.optimizers.SGD(0.1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(data.batch(32), epochs=1, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)]

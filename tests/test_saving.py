@@ -51,3 +51,15 @@ def test_damaged_files_give_one_clear_error(saved, how):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         cf.saving.load_model(tmp_path / "nothing.keras")
+
+
+def test_safe_mode_is_keras_own_switch(tmp_path):
+    # A lambda is code in the file: refused by default, loaded when asked.
+    inputs = tf.keras.Input(shape=(2,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Lambda(lambda x: x * 2.0)(inputs))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="(?i)lambda"):
+        cf.load_model(path)
+    loaded = cf.load_model(path, safe_mode=False)
+    np.testing.assert_allclose(loaded(tf.ones([1, 2])), [[2.0, 2.0]])
