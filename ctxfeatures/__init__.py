@@ -37,6 +37,7 @@ from ctxfeatures.catalogue import Catalogue  # noqa: E402
 from ctxfeatures.ensemble import Ensemble  # noqa: E402
 from ctxfeatures.layers import (  # noqa: E402
     AttentionHistory,
+    CausalAttentionHistory,
     CyclicalTime,
     DurationBuckets,
     FeatureLayer,
@@ -76,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "keras_version",
     "AttentionHistory",
+    "CausalAttentionHistory",
     "Catalogue",
     "CyclicalTime",
     "DurationBuckets",

@@ -23,6 +23,7 @@ from typing import Any
 import tensorflow as tf
 
 from ctxfeatures.layers._base import FeatureLayer
+from ctxfeatures.layers.causal_attention_history import CausalAttentionHistory
 from ctxfeatures.layers.history_embedding import HistoryEmbedding
 from ctxfeatures.retrieval import RetrievalModel
 from ctxfeatures.sequences import IS_TARGET
@@ -89,13 +90,14 @@ class SequenceRetrievalModel(RetrievalModel):
         self.time_key = time
         self.history_key = history
         for _, feature, layer in query_tower._slots():
-            # Subclasses (AttentionHistory) pool otherwise: no causal form.
-            if feature == history and type(layer) is not HistoryEmbedding:
+            # AttentionHistory attends both ways: no causal form.
+            if feature == history and type(layer) not in _CAUSAL:
                 raise ValueError(
                     f"SequenceRetrievalModel: feature '{feature}' of tower "
                     f"'{query_tower.name}' is read by {type(layer).__name__}, "
-                    "which has no sequence form yet (HistoryEmbedding has). "
-                    "Train this tower per event with RetrievalModel."
+                    "which has no sequence form (HistoryEmbedding and "
+                    "CausalAttentionHistory have). Train this tower per event "
+                    "with RetrievalModel."
                 )
 
     # ----------------------------------------------------------------- input
@@ -161,6 +163,9 @@ class SequenceRetrievalModel(RetrievalModel):
         pad = tf.constant("" if items.dtype == tf.string else -1, items.dtype)
         present = tf.not_equal(items, pad)
         indices = tf.reshape(layer.lookup_ids(tf.reshape(items, [-1])), tf.shape(items))
+        if isinstance(layer, CausalAttentionHistory):
+            indices = tf.where(present, tf.cast(indices, tf.int64), -1)
+            return indices, _last_visible(present, batch[self.time_key]), where
         weights = causal_history_weights(
             present, batch[self.time_key], layer.window, layer.recency_decay
         )
@@ -179,7 +184,11 @@ class SequenceRetrievalModel(RetrievalModel):
         outputs = []
         for slot, feature, layer in tower._slots():
             value = batch.query[slot]
-            if feature == self.history_key:
+            if feature == self.history_key and isinstance(
+                layer, CausalAttentionHistory
+            ):
+                value = _encoded(layer, *value, training=training)
+            elif feature == self.history_key:
                 value = _pooled(layer, *value)
             else:
                 fn = layer.embed if isinstance(layer, FeatureLayer) else layer
@@ -242,6 +251,36 @@ def _pooled(
     vectors = tf.reshape(vectors, tf.concat([tf.shape(indices), [-1]], axis=0))
     pooled = tf.matmul(weights, vectors)
     return tf.gather(tf.reshape(pooled, [-1, tf.shape(pooled)[-1]]), where)
+
+
+def _last_visible(present: tf.Tensor, times: tf.Tensor) -> tf.Tensor:
+    """``(rows, width)``: the position of each position's most recent item of
+    a strictly earlier time, or -1."""
+    times = tf.cast(times, tf.int64)
+    earlier = tf.logical_and(present[:, None, :], times[:, None, :] < times[:, :, None])
+    positions = tf.range(tf.shape(present, out_type=tf.int64)[1])
+    return tf.reduce_max(tf.where(earlier, positions[None, None, :], -1), axis=-1)
+
+
+def _encoded(
+    layer: CausalAttentionHistory,
+    indices: tf.Tensor,
+    last: tf.Tensor,
+    where: tf.Tensor,
+    training: bool = False,
+) -> tf.Tensor:
+    """Each target's history encoding: its row's state at its most recent
+    earlier item, ``(targets, dim)`` (zeros without one)."""
+    states = layer.encode(indices, training=training)
+    width = tf.shape(indices, out_type=tf.int64)[1]
+    flat = tf.reshape(states, [-1, tf.shape(states)[-1]])
+    last = tf.gather(tf.reshape(last, [-1]), where)
+    row = where // width
+    picked = tf.gather(flat, row * width + tf.maximum(last, 0))
+    return tf.where((last >= 0)[:, None], picked, tf.zeros_like(picked))
+
+
+_CAUSAL = (HistoryEmbedding, CausalAttentionHistory)
 
 
 def _at(value: Any, where: tf.Tensor) -> tf.Tensor:

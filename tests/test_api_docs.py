@@ -18,6 +18,7 @@ LAYERS = [
     cf.TextEmbedding,
     cf.HistoryEmbedding,
     cf.AttentionHistory,
+    cf.CausalAttentionHistory,
     cf.DurationBuckets,
     cf.FeatureLayer,
     cf.OneStageFeatureLayer,

@@ -146,3 +146,38 @@ def test_rows_without_times_and_other_history_layers_are_refused():
             {"item": ITEMS},
             "item",
         )
+
+
+@pytest.mark.parametrize("context, equal", [(5, True), (2, False)])
+def test_causal_attention_equals_per_event_with_its_receptive_field(context, equal):
+    # window 3, 2 blocks: the encoding reads the last 5 items; rows whose
+    # context holds them give the per-event queries and loss exactly.
+    items = cf.IdEmbedding(8, vocabulary=ITEMS)
+    attention = cf.CausalAttentionHistory(
+        item_embedding=items, window=3, num_blocks=2, num_heads=2
+    )
+    attention.build(None)
+    attention.distance_bias.assign(tf.random.normal(attention.distance_bias.shape))
+    query = cf.Tower(
+        {"user_id": cf.IdEmbedding(4, vocabulary=USERS), "history": attention},
+        head_units=(8,),
+    )
+    candidate = cf.Tower({"item": items}, head_units=(8,))
+    options = dict(remove_accidental_hits=True)
+    sequence = cf.SequenceRetrievalModel(
+        query, candidate, {"item": ITEMS}, "item", **options
+    )
+    per_event = cf.RetrievalModel(query, candidate, {"item": ITEMS}, "item", **options)
+    rows, events = both_batches(random_log(), 40, length=6, context=context)
+    difference = np.abs(
+        sequence.embed_batch(rows)[0] - per_event.embed_batch(events)[0]
+    )
+    if equal:
+        assert difference.max() < 1e-5
+        np.testing.assert_allclose(
+            float(sequence.compute_loss(rows)),
+            float(per_event.compute_loss(events)),
+            rtol=1e-5,
+        )
+    else:
+        assert difference.max() > 1e-3

@@ -3,6 +3,7 @@
 from ctxfeatures.layers import state
 from ctxfeatures.layers._base import FeatureLayer, OneStageFeatureLayer
 from ctxfeatures.layers.attention_history import AttentionHistory
+from ctxfeatures.layers.causal_attention_history import CausalAttentionHistory
 from ctxfeatures.layers.cyclical_time import CyclicalTime
 from ctxfeatures.layers.duration_buckets import DurationBuckets
 from ctxfeatures.layers.history_embedding import HistoryEmbedding
@@ -14,6 +15,7 @@ from ctxfeatures.layers.timestamp_buckets import TimestampBuckets
 
 __all__ = [
     "AttentionHistory",
+    "CausalAttentionHistory",
     "CyclicalTime",
     "DurationBuckets",
     "FeatureLayer",

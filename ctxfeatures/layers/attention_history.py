@@ -80,14 +80,7 @@ class AttentionHistory(HistoryEmbedding):
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        # The pooling options of HistoryEmbedding do not apply here; a saved
-        # config may still carry them (class-wide config keys), unchanged.
-        for unused, default in (("recency_decay", None), ("combiner", "mean")):
-            if kwargs.pop(unused, default) != default:
-                raise ValueError(
-                    f"AttentionHistory does not take `{unused}`: attention "
-                    "weighs the items itself."
-                )
+        reject_pooling_options(kwargs, "AttentionHistory")
         window = check_positive_int(window, "window")
         super().__init__(
             embedding_dim,
@@ -98,13 +91,7 @@ class AttentionHistory(HistoryEmbedding):
         )
         self.num_heads = check_positive_int(num_heads, "num_heads")
         self.num_blocks = check_positive_int(num_blocks, "num_blocks")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise TypeError(f"`dropout` must be a number. Received: {dropout!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
-            )
-        self.dropout = float(dropout)
+        self.dropout = check_dropout(dropout)
         # One flat, public list: Keras saves the sublayers it finds in public
         # attributes and lists, not in private ones or in dicts.
         self.block_layers: list[tf.keras.layers.Layer] = []
@@ -183,3 +170,25 @@ class AttentionHistory(HistoryEmbedding):
         config.pop("recency_decay", None)
         config.pop("combiner", None)
         return config
+
+
+def reject_pooling_options(kwargs: dict[str, Any], owner: str) -> None:
+    """Refuses HistoryEmbedding's pooling options, which attention replaces.
+
+    A saved config may still carry them at their defaults (class-wide config
+    keys): those are dropped.
+    """
+    for unused, default in (("recency_decay", None), ("combiner", "mean")):
+        if kwargs.pop(unused, default) != default:
+            raise ValueError(
+                f"{owner} does not take `{unused}`: attention weighs the items itself."
+            )
+
+
+def check_dropout(dropout: Any) -> float:
+    """``dropout`` as a float in ``[0, 1)``, or a clear error."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        raise TypeError(f"`dropout` must be a number. Received: {dropout!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    return float(dropout)
