@@ -84,8 +84,23 @@ def train_data(kind: str, model, train: dict, seed: int) -> tuple[tf.data.Datase
     return data.cache(), int(train[ITEM].size)
 
 
+def held_out(log: dict, test: np.ndarray) -> dict[str, np.ndarray]:
+    """The test events with each user's whole earlier history."""
+    longest = int(np.unique(log[USER], return_counts=True)[1].max())
+    with_history = history.add_history(
+        log, user=USER, item=ITEM, time=TIME, max_length=longest
+    )
+    return {key: value[test] for key, value in with_history.items()}
+
+
 def run(
-    kind: str, encoder: str, log: dict, test: np.ndarray, epochs: int, seed: int
+    kind: str,
+    encoder: str,
+    log: dict,
+    test: np.ndarray,
+    evaluation: dict,
+    epochs: int,
+    seed: int,
 ) -> dict:
     catalogue = np.unique(log[ITEM])
     train = {key: value[~test] for key, value in log.items()}
@@ -96,13 +111,8 @@ def run(
         start = time.perf_counter()
         model.fit(data, epochs=1, verbose=0)
         seconds.append(time.perf_counter() - start)
-    longest = int(np.unique(log[USER], return_counts=True)[1].max())
-    with_history = history.add_history(
-        log, user=USER, item=ITEM, time=TIME, max_length=longest
-    )
-    held_out = {key: value[test] for key, value in with_history.items()}
     result = model.evaluate_top_k(
-        held_out, ks=(10, 100), exclude="history", batch_size=256
+        evaluation, ks=(10, 100), exclude="history", batch_size=256
     )
     steady = seconds[1:] or seconds
     return {
@@ -140,8 +150,11 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = 2 if args.quick else args.epochs
     log = load_log("ml-100k-chrono", args.data_dir)
     test = test_events("chronological", log[USER], log[TIME], 0.2)
+    evaluation = held_out(log, test)
     rows = {
-        f"{encoder}, {kind}": run(kind, encoder, log, test, epochs, args.seed)
+        f"{encoder}, {kind}": run(
+            kind, encoder, log, test, evaluation, epochs, args.seed
+        )
         for encoder in ENCODERS
         for kind in ("per event", "sequence")
     }

@@ -218,9 +218,7 @@ def causal_history_weights(
     Returns:
         Float32 weights, 0 where an item is not in a history.
     """
-    times = tf.cast(times, tf.int64)
-    earlier = tf.logical_and(present[:, None, :], times[:, None, :] < times[:, :, None])
-    visible = tf.cast(earlier, tf.float32)
+    visible = tf.cast(_earlier(present, times), tf.float32)
     # Rank from the most recent visible item: 1, 2, 3, ...
     rank = tf.cumsum(visible, axis=-1, reverse=True)
     if window is not None:
@@ -229,6 +227,13 @@ def causal_history_weights(
         decay = tf.constant(recency_decay, tf.float32)
         visible = visible * tf.pow(decay, tf.maximum(rank - 1.0, 0.0))
     return visible
+
+
+def _earlier(present: tf.Tensor, times: tf.Tensor) -> tf.Tensor:
+    """``(rows, width, width)``: whether position ``j`` holds an item of a
+    strictly earlier time than position ``t`` (the rule of add_history)."""
+    times = tf.cast(times, tf.int64)
+    return tf.logical_and(present[:, None, :], times[:, None, :] < times[:, :, None])
 
 
 def _normalised(weights: tf.Tensor, combiner: str) -> tf.Tensor:
@@ -256,8 +261,7 @@ def _pooled(
 def _last_visible(present: tf.Tensor, times: tf.Tensor) -> tf.Tensor:
     """``(rows, width)``: the position of each position's most recent item of
     a strictly earlier time, or -1."""
-    times = tf.cast(times, tf.int64)
-    earlier = tf.logical_and(present[:, None, :], times[:, None, :] < times[:, :, None])
+    earlier = _earlier(present, times)
     positions = tf.range(tf.shape(present, out_type=tf.int64)[1])
     return tf.reduce_max(tf.where(earlier, positions[None, None, :], -1), axis=-1)
 

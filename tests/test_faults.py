@@ -134,31 +134,29 @@ def test_a_lost_parameter_server_fails_fast_and_resumes(make_cluster, reference)
     assert result["loss"][-1] == pytest.approx(reference["loss"][-1], rel=0.05)
 
 
+def fit_four_steps(model, save_every):
+    """fit_parameter_servers on a model and no data: its checks come first."""
+    import ctxfeatures as cf
+
+    return cf.training.fit_parameter_servers(
+        model,
+        lambda context: None,
+        epochs=1,
+        steps_per_epoch=4,
+        directory="unused",
+        save_every=save_every,
+    )
+
+
 @pytest.mark.keras2
 def test_fit_parameter_servers_refuses_other_setups():
     import tensorflow as tf
 
-    import ctxfeatures as cf
-
     model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="ParameterServerStrategy scope"):
-        cf.training.fit_parameter_servers(
-            model,
-            lambda context: None,
-            epochs=1,
-            steps_per_epoch=4,
-            directory="unused",
-            save_every=2,
-        )
+        fit_four_steps(model, save_every=2)
     with pytest.raises(ValueError, match="`save_every` must be >= 1"):
-        cf.training.fit_parameter_servers(
-            model,
-            lambda context: None,
-            epochs=1,
-            steps_per_epoch=4,
-            directory="unused",
-            save_every=0,
-        )
+        fit_four_steps(model, save_every=0)
 
 
 def test_fit_parameter_servers_under_keras3_says_it_needs_keras2():
@@ -170,11 +168,4 @@ def test_fit_parameter_servers_under_keras3_says_it_needs_keras2():
         pytest.skip("checks the Keras 3 refusal; this run uses Keras 2")
     model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
     with pytest.raises(RuntimeError, match="needs Keras 2.*TF_USE_LEGACY_KERAS=1"):
-        cf.training.fit_parameter_servers(
-            model,
-            lambda context: None,
-            epochs=1,
-            steps_per_epoch=4,
-            directory="unused",
-            save_every=2,
-        )
+        fit_four_steps(model, save_every=2)
