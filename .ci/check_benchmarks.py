@@ -110,13 +110,20 @@ def keras() -> str:
 
 def peers() -> str:
     results = load("peers-ml-100k-chrono.json")
-    names = sorted(results["rows"])
-    assert names[0].startswith("EASE") and names[1:] == ["SASRec+", "most popular"]
-    for runs in results["rows"].values():
+    rows = results["rows"]
+    names = sorted(rows)
+    recipe = ["recipe, per event", "recipe, sequence"]
+    expected = ["SASRec+", "chosen on validation", "most popular", *recipe]
+    assert names[0].startswith("EASE") and names[1:] == expected, names
+    for runs in rows.values():
         for run in runs:
             for key in ("hit@10", "hit@100", "ndcg@10"):
                 assert finite_positive(run[key]), run
-    return "SASRec+ peer beside most-popular and EASE complete: 3 rows"
+    chosen = rows["chosen on validation"][0]
+    assert chosen["chosen"] in recipe, chosen
+    scores = {name: rows[name][0]["validation ndcg@10"] for name in recipe}
+    assert chosen["chosen"] == max(scores, key=scores.get), (chosen, scores)
+    return f"one model beside SASRec+, most-popular and EASE complete: {len(rows)} rows"
 
 
 def sequence() -> str:
@@ -125,6 +132,7 @@ def sequence() -> str:
     for row in results["rows"].values():
         for key in ("hit@10", "hit@100", "targets_per_s"):
             assert finite_positive(row[key]), row
+    assert finite_positive(results["matmul_ceiling_targets_per_s"]), results
     return "sequence / per-event training benchmark complete: 4 rows"
 
 

@@ -1,8 +1,9 @@
-"""The SASRec+ peer beside most-popular and EASE, on the recipe's splits.
+"""One model of the recipe beside SASRec+, most-popular and EASE, on its splits.
 
     python -m benchmarks peers --setup ml-100k-chrono --data-dir ../shared/data/ml-100k
     python -m benchmarks peers --setup amazon-sports \\
         --data-dir ../shared/data/amazon-sports
+    python -m benchmarks peers --models recipe ...  # without SASRec+
     python -m benchmarks peers --quick ...   # smoke run: 1 seed, 2 epochs
 
 The split is the recipe's (``ctxfeatures.recipe``) on the study's setups:
@@ -14,7 +15,11 @@ gives the validation events. Every row is ranked by
 the user's earlier items excluded. EASE's l2 is chosen on validation among
 50, 250 and 1000. SASRec+'s epochs are chosen on validation NDCG@10
 (patience 5), then it is trained again on all training events for that
-many epochs. Mean ± sd over the seeds.
+many epochs. The recipe's two models, one per-event model
+(:class:`~ctxfeatures.recipe.Recipe` with ``members=1``) and the sequence
+model (:class:`~ctxfeatures.recipe.SequenceRecipe`), each get their epochs
+from their own validation run; "chosen on validation" is the one with the
+better validation NDCG@10, the test unread. Mean ± sd over the seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import time
 
 import numpy as np
@@ -31,9 +37,17 @@ from benchmarks import sasrec
 from benchmarks.harness import mean_sd, write_results
 from ctxfeatures import baselines, evaluation
 from ctxfeatures.datasets import movielens
+from ctxfeatures.recipe._choose import choose, train_chosen
 from ctxfeatures.recipe._io import ITEM, TIME, USER, read_csv
 from ctxfeatures.recipe._protocols import test_events, validation_events
-from ctxfeatures.recipe._train import eval_batch_size, longest_history, with_histories
+from ctxfeatures.recipe._sequence import SequenceRecipe
+from ctxfeatures.recipe._train import (
+    Parts,
+    Recipe,
+    eval_batch_size,
+    longest_history,
+    with_histories,
+)
 
 SETUPS = {  # name: (protocol, test fraction, the paper's length and dropout)
     "ml-100k-chrono": ("chronological", 0.2, 200, 0.1),
@@ -76,11 +90,15 @@ class Split:
         self.train = ~self.test
         self.validation = validation_events(protocol, log[USER], log[TIME], self.train)
         self.catalogue = np.unique(log[ITEM])
-        longest = longest_history(log)
+        self.longest = longest = longest_history(log)
         self.batch = eval_batch_size(longest)
         fit = self.train & ~self.validation
-        _, self.validation_data = with_histories(log, fit, self.validation, longest)
-        _, self.test_data = with_histories(log, self.train, self.test, longest)
+        self.fit_data, self.validation_data = with_histories(
+            log, fit, self.validation, longest
+        )
+        self.train_data, self.test_data = with_histories(
+            log, self.train, self.test, longest
+        )
         self.validation_data = self.validation_data.cache()
         self.test_data = self.test_data.cache()
 
@@ -172,10 +190,57 @@ def sasrec_row(
     return row
 
 
+def recipe_rows(split: Split, seed: int, quick: bool) -> dict[str, dict]:
+    """The recipe's two models, per event (one model, no ensemble) and on
+    sequences, each with its epochs chosen on validation; and the one of
+    the two with the better validation NDCG@10, as ``run_recipe`` offered
+    both picks it, without reading the test."""
+    parts = Parts({ITEM: split.catalogue}, [], [], "|")
+    epochs = {"max_epochs": 2} if quick else {}
+    fit_events = split.columns(split.train & ~split.validation)
+    rows = {}
+    for name, recipe in (
+        ("recipe, per event", Recipe(members=1, **epochs)),
+        ("recipe, sequence", SequenceRecipe(**epochs)),
+    ):
+        start = time.perf_counter()
+        chosen = choose(
+            [recipe],
+            fit_events,
+            split.fit_data,
+            split.validation_data,
+            parts,
+            seed,
+            split.longest,
+            _quiet,
+        )
+        model = train_chosen(
+            chosen, split.columns(split.train), split.train_data, parts, seed, _quiet
+        )
+        rows[name] = split.evaluate(model, final=True)
+        rows[name].update(
+            epochs=chosen.epochs,
+            seconds=round(time.perf_counter() - start, 1),
+            **{"validation ndcg@10": chosen.offered[0]["ndcg@10"]},
+        )
+    best = max(rows, key=lambda name: rows[name]["validation ndcg@10"])
+    rows["chosen on validation"] = {**rows[best], "chosen": best}
+    return rows
+
+
+def _quiet(line: str) -> None:
+    del line
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def markdown(rows: dict[str, list[dict]], setup: str) -> str:
     ease = next(name for name in rows if name.startswith("EASE"))
     lines = [
-        f"{setup}: mean ± sd over {len(rows[ease])} seed(s)",
+        f"{setup}: mean ± sd over {max(map(len, rows.values()))} seed(s)",
         "",
         "| model | hit@10 | hit@100 | NDCG@10 | /EASE @10 | /EASE @100 |",
         "|---|---|---|---|---|---|",
@@ -202,6 +267,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="1 to 3")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=("sasrec", "recipe"),
+        default=["sasrec", "recipe"],
+        help="rows beside most-popular and EASE",
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs")
     parser.add_argument("--output", default="benchmarks/out")
     args = parser.parse_args(argv)
@@ -214,20 +286,29 @@ def main(argv: list[str] | None = None) -> dict:
     rows: dict[str, list[dict]] = {
         name: [row] for name, row in baseline_rows(split).items()
     }
-    rows["SASRec+"] = []
     for seed in seeds:
-        rows["SASRec+"].append(sasrec_row(split, settings, seed, max_epochs))
-        print(f"seed {seed}: SASRec+ {rows['SASRec+'][-1]}", flush=True)
+        found = {}
+        if "sasrec" in args.models:
+            found["SASRec+"] = sasrec_row(split, settings, seed, max_epochs)
+        if "recipe" in args.models:
+            found.update(recipe_rows(split, seed, args.quick))
+        for name, row in found.items():
+            rows.setdefault(name, []).append(row)
+            print(f"seed {seed}: {name} {row}", flush=True)
     results = {
         "setup": args.setup,
         "protocol": protocol,
         "settings": dataclasses.asdict(settings),
         "rows": rows,
         "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
     }
-    write_results(
-        args.output, f"peers-{args.setup}", results, markdown(rows, args.setup)
+    footer = (
+        f"\n\nWall time {results['seconds']:.0f} s, peak RSS "
+        f"{results['peak_rss_gb']:.2f} GB."
     )
+    text = markdown(rows, args.setup) + footer
+    write_results(args.output, f"peers-{args.setup}", results, text)
     return results
 
 

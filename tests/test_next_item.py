@@ -212,6 +212,8 @@ def test_leave_last_out_holds_out_each_users_last_event():
     assert not (validation & test).any()
 
 
+# Keras 3 warned at each epoch's end while the data's cardinality was unknown.
+@pytest.mark.filterwarnings("error:Your input ran out of data")
 def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
     from ctxfeatures.recipe import Recipe, run_recipe
 

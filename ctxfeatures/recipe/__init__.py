@@ -23,6 +23,10 @@ Never reading the test events to choose anything, it:
    on validation hit@100;
 4. trains the recipe on all training events for that many epochs from
    ``members`` seeds and ensembles the models (:class:`~ctxfeatures.Ensemble`);
+   or, with ``recipe=SequenceRecipe()`` (``--model sequence``), trains one
+   causal-attention model on users' sequences, its epochs chosen on
+   validation NDCG@10; offered both (``--model auto``), it trains the one of
+   better validation NDCG@10;
 5. reports test hit@10, hit@100 and NDCG@10 of the ensemble and of its first
    model beside most-popular and EASE, seen items excluded for all;
 6. with ``export``, saves the ensemble as one recommender that takes a
@@ -42,20 +46,20 @@ from typing import Any
 import numpy as np
 
 from ctxfeatures.layers._inputs import check_choice
+from ctxfeatures.recipe._choose import as_recipes, choose, describe, train_chosen
 from ctxfeatures.recipe._io import ITEM, TIME, USER, events_from_columns, join_items
 from ctxfeatures.recipe._protocols import PROTOCOLS, test_events, validation_events
 from ctxfeatures.recipe._report import compare, table
+from ctxfeatures.recipe._sequence import SequenceRecipe
 from ctxfeatures.recipe._train import (
     Parts,
     Recipe,
-    choose_epochs,
     eval_batch_size,
     longest_history,
-    train_members,
     with_histories,
 )
 
-__all__ = ["PROTOCOLS", "Recipe", "run_recipe", "table"]
+__all__ = ["PROTOCOLS", "Recipe", "SequenceRecipe", "run_recipe", "table"]
 
 
 def run_recipe(
@@ -70,7 +74,7 @@ def run_recipe(
     separator: str = "|",
     protocol: str = "chronological",
     test_fraction: float = 0.1,
-    recipe: Recipe | None = None,
+    recipe: Recipe | SequenceRecipe | Sequence[Recipe | SequenceRecipe] | None = None,
     seed: int = 42,
     export: str | os.PathLike | None = None,
     output: str | os.PathLike | None = None,
@@ -94,21 +98,27 @@ def run_recipe(
         protocol: ``"chronological"`` or ``"leave-last-out"``.
         test_fraction: The test's share of the events, for the
             chronological protocol.
-        recipe: The settings; the study's by default.
+        recipe: The settings: a :class:`Recipe` (the study's, by default),
+            a :class:`SequenceRecipe`, or a list of them, among which the
+            validation run chooses (best validation NDCG@10).
         seed: Seed of the first model (the others: +100, +200, ...).
         export: Optional folder to save the recommender to.
         output: Optional JSON file for the report.
         verbose: Print progress per stage and per epoch, then the table.
 
     Returns:
-        ``{"recipe", "protocol", "events", "epochs", "validation_hit@100",
-        "test": {ranker: {"hit@10", "hit@100", "ndcg@10"}}, "seconds"}``.
+        ``{"recipe", "offered", "protocol", "events", "epochs",
+        "validation_hit@10", "validation_hit@100", "validation_ndcg@10",
+        "test": {ranker: {"hit@10", "hit@100", "ndcg@10"}}, "seconds"}``:
+        ``recipe`` holds the chosen model's ``kind`` and settings,
+        ``offered`` each offered model's epochs and validation NDCG@10.
 
     Raises:
         ValueError: a missing or empty column, unknown items, an unknown
-            protocol, or a test fraction outside (0, 1).
+            protocol, a test fraction outside (0, 1), or a ``recipe`` that is
+            not a recipe.
     """
-    recipe = recipe or Recipe()
+    recipes = as_recipes(recipe)
     check_choice(protocol, "protocol", PROTOCOLS)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(
@@ -121,11 +131,11 @@ def run_recipe(
     log = events_from_columns(events, user, item, time_column, _sources[0])
     catalogue = join_items(log, items, item, [*text, *multi], _sources[1])
     parts = Parts(catalogue, list(text), list(multi), separator)
-    return _run(recipe, log, parts, protocol, test_fraction, seed, export, output, say)
+    return _run(recipes, log, parts, protocol, test_fraction, seed, export, output, say)
 
 
 def _run(
-    recipe: Recipe,
+    recipes: list[Recipe | SequenceRecipe],
     log: dict[str, np.ndarray],
     parts: Parts,
     protocol: str,
@@ -155,25 +165,27 @@ def _run(
     longest = longest_history(log)
     say.stage("choosing the number of epochs on validation")
     fitted, held_out = with_histories(log, train & ~validation, validation, longest)
-    epochs, curve = choose_epochs(recipe, fitted, held_out, parts, seed, longest, say)
-    say(f"{epochs} epochs (validation hit@100 by epoch: {_listed(curve)})")
-    say.stage(f"training {recipe.members} model(s) for {epochs} epochs")
+    fit_events = {key: value[train & ~validation] for key, value in log.items()}
+    chosen = choose(recipes, fit_events, fitted, held_out, parts, seed, longest, say)
     train_data, test_data = with_histories(log, train, test, longest)
-    ensemble = train_members(recipe, train_data, parts, epochs, seed, say)
-    say.stage("evaluating on the test events, beside most-popular and EASE")
+    say.stage(describe(chosen.recipe, chosen.epochs))
     train_columns = {key: value[train] for key, value in log.items()}
+    model = train_chosen(chosen, train_columns, train_data, parts, seed, say)
+    say.stage("evaluating on the test events, beside most-popular and EASE")
     batch = eval_batch_size(longest)
-    results = compare(ensemble, train_columns, parts.catalogue, test_data, batch, say)
+    results = compare(model, train_columns, parts.catalogue, test_data, batch, say)
     if export is not None:
         say.stage(f"exporting the recommender to {os.fspath(export)}")
         k = min(100, counts["items"])
-        ensemble.export_recommender(os.fspath(export), k=k, exclude="history")
+        model.export_recommender(os.fspath(export), k=k, exclude="history")
     report = {
-        "recipe": dataclasses.asdict(recipe),
+        "recipe": {"kind": type(chosen.recipe).__name__}
+        | dataclasses.asdict(chosen.recipe),
+        "offered": chosen.offered,
         "protocol": protocol,
         "events": counts,
-        "epochs": epochs,
-        "validation_hit@100": curve,
+        "epochs": chosen.epochs,
+        **{f"validation_{key}": curve for key, curve in chosen.curves.items()},
         "test": results,
         "seconds": round(say.elapsed(), 1),
     }
@@ -182,10 +194,6 @@ def _run(
         with open(output, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
     return report
-
-
-def _listed(values: Sequence[float]) -> str:
-    return ", ".join(f"{value:.3f}" for value in values)
 
 
 class _Stages:

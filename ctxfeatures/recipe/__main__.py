@@ -7,9 +7,17 @@ import dataclasses
 import sys
 from typing import Any
 
-from ctxfeatures.recipe import PROTOCOLS, Recipe, run_recipe
+from ctxfeatures.recipe import PROTOCOLS, Recipe, SequenceRecipe, run_recipe
 from ctxfeatures.recipe import __doc__ as DOC
 from ctxfeatures.recipe._io import check_feature_names, read_csv
+
+MODELS = {"per-event": Recipe, "sequence": SequenceRecipe}
+# Every setting of either model, once (both have dim, window, ...).
+SETTINGS = {
+    field.name: field
+    for model in MODELS.values()
+    for field in dataclasses.fields(model)
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,11 +49,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", help="JSON file for the results")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--quiet", action="store_true", help="print the table only")
-    for field in dataclasses.fields(Recipe):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"), type=type(field.default)
-        )
+    parser.add_argument(
+        "--model",
+        choices=[*sorted(MODELS), "auto"],
+        default="per-event",
+        help="per-event: the study's model, ensembled (Recipe); sequence: one "
+        "causal-attention model trained on users' sequences (SequenceRecipe); "
+        "auto: both validation runs, then the one of better validation NDCG@10",
+    )
+    for name, field in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(field.default, bool):  # --l2-normalize / --no-l2-normalize
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction)
+        else:
+            parser.add_argument(flag, type=type(field.default))
     args = parser.parse_args(argv)
+    chosen = MODELS.values() if args.model == "auto" else [MODELS[args.model]]
+    own = {field.name for model in chosen for field in dataclasses.fields(model)}
+    for name in SETTINGS:
+        if getattr(args, name) is not None and name not in own:
+            parser.error(
+                f"--{name.replace('_', '-')} is not a setting of --model "
+                f"{args.model}; its settings: "
+                + ", ".join("--" + n.replace("_", "-") for n in sorted(own))
+            )
     if args.members is not None and args.members < 1:
         parser.error(f"--members must be >= 1; got {args.members}")
     if not 0.0 < args.test_fraction < 1.0:
@@ -54,13 +81,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    recipe = Recipe(
-        **{
-            field.name: getattr(args, field.name)
-            for field in dataclasses.fields(Recipe)
-            if getattr(args, field.name, None) is not None
-        }
-    )
+    models = MODELS.values() if args.model == "auto" else [MODELS[args.model]]
+    recipe = [
+        model(
+            **{
+                field.name: getattr(args, field.name)
+                for field in dataclasses.fields(model)
+                if getattr(args, field.name, None) is not None
+            }
+        )
+        for model in models
+    ]
     columns = [args.user, args.item, args.time]
     events = read_csv(args.events, columns, args.delimiter)
     _check_empty(events, args)

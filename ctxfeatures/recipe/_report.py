@@ -30,7 +30,7 @@ def metrics(result: dict, size: int) -> dict[str, float]:
 
 
 def compare(
-    ensemble: Any,
+    model: Any,
     train_columns: dict[str, np.ndarray],
     catalogue: dict[str, np.ndarray],
     test: tf.data.Dataset,
@@ -38,9 +38,10 @@ def compare(
     say: Any,
 ) -> dict[str, dict]:
     """Test metrics of the recipe, most-popular and EASE, by one evaluator."""
-    rankers = {"recipe": ensemble}
-    if len(ensemble.models) > 1:
-        rankers["recipe, one model"] = ensemble.models[0]
+    rankers = {"recipe": model}
+    members = getattr(model, "models", ())  # an Ensemble's
+    if len(members) > 1:
+        rankers["recipe, one model"] = members[0]
     size = int(catalogue[ITEM].size)
     ks = cutoffs(size)
     results = {}

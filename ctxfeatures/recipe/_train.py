@@ -86,9 +86,14 @@ def with_histories(
     log = tf.data.Dataset.from_tensor_slices({k: v[order] for k, v in events.items()})
     names = dict(user=USER, item=ITEM, time=TIME)
     count = int(test.sum())
+    # add_history's datasets have an unknown cardinality, and Keras 3 warns
+    # that the input "ran out of data" at each epoch's end without one.
+    known = tf.data.experimental.assert_cardinality
     return (
-        add_history(log, **names, max_length=TRAIN_HISTORY).skip(count),
-        add_history(log, **names, max_length=longest).take(count),
+        add_history(log, **names, max_length=TRAIN_HISTORY)
+        .skip(count)
+        .apply(known(int(train.sum()))),
+        add_history(log, **names, max_length=longest).take(count).apply(known(count)),
     )
 
 
@@ -178,21 +183,39 @@ def choose_epochs(
     seed: int,
     longest: int,
     say: Any,
-) -> tuple[int, list[float]]:
-    """Epochs at the best validation hit@100 (the test events are not read)."""
+) -> tuple[int, dict[str, list[float]]]:
+    """Epochs at the best validation hit@100 (the test events are not read);
+    returns them and the validation curves."""
     tf.keras.utils.set_random_seed(seed)
     model = build(recipe, fitted, parts)
-    k = min(100, int(parts.catalogue[ITEM].size))
+    ks = validation_ks(parts)
     check = TopKValidation(
-        held_out, ks=(k,), exclude="history", batch_size=eval_batch_size(longest)
+        held_out, ks=ks, exclude="history", batch_size=eval_batch_size(longest)
     )
-    stop = tf.keras.callbacks.EarlyStopping(f"val_top_{k}", mode="max", patience=2)
+    stop = tf.keras.callbacks.EarlyStopping(f"val_top_{ks[1]}", mode="max", patience=2)
     progress = Progress("validation run", recipe.max_epochs, say)
     history = fit(
         model, recipe, fitted, recipe.max_epochs, seed, [check, stop, progress]
     )
-    curve = [float(v) for v in history.history[f"val_top_{k}"]]
-    return int(np.argmax(curve)) + 1, curve
+    curves = curves_of(history, ks)
+    return int(np.argmax(curves["hit@100"])) + 1, curves
+
+
+def validation_ks(parts: Parts) -> tuple[int, int]:
+    """Validation's cut-offs, 10 and 100, at most the catalogue's size."""
+    size = int(parts.catalogue[ITEM].size)
+    return min(10, size), min(100, size)
+
+
+def curves_of(history: Any, ks: tuple[int, int]) -> dict[str, list[float]]:
+    """Validation metrics by epoch: ``hit@10``, ``hit@100`` and ``ndcg@10``."""
+    logs = history.history
+    curves = {
+        f"hit@{nominal}": [float(v) for v in logs[f"val_top_{k}"]]
+        for nominal, k in zip((10, 100), ks)
+    }
+    curves["ndcg@10"] = [float(v) for v in logs[f"val_ndcg_{ks[0]}"]]
+    return curves
 
 
 def train_members(

@@ -1,0 +1,214 @@
+"""The recipe's sequence model (ctxfeatures.recipe.SequenceRecipe)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import ctxfeatures as cf
+from ctxfeatures.recipe import SequenceRecipe, run_recipe
+from ctxfeatures.recipe._io import ITEM
+from ctxfeatures.recipe._sequence import (
+    PROBABILITY,
+    build_sequence_model,
+    item_frequency,
+)
+from ctxfeatures.recipe._train import Parts
+
+# SASRec+'s loss (the catalogue softmax) on this tiny catalogue; the in-batch
+# default has its own test below.
+SMALL = dict(
+    dim=16,
+    window=4,
+    num_blocks=1,
+    length=8,
+    batch_targets=64,
+    negatives="catalogue",
+    l2_normalize=False,
+    temperature=0.1,
+)
+
+
+def walks(users: int = 60, steps: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each user walks a ring of 30 items forward from a random start: the
+    next item follows from the last one, but every item is about as popular
+    and co-occurs with its neighbours on both sides, so an item-item model
+    without order cannot tell the next item (after the user's run) from the
+    one before it."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(30, size=users)
+    items = (starts[:, None] + np.arange(steps)[None, :]) % 30
+    return {
+        "user_id": np.repeat([f"u{u}" for u in range(users)], steps),
+        "item_id": np.array([f"i{i}" for i in items.ravel()]),
+        "timestamp": np.tile(1_000_000 + 60 * np.arange(steps), users),
+    }
+
+
+def test_learns_the_order_that_the_baselines_cannot_see(tmp_path):
+    report = run_recipe(
+        walks(),
+        protocol="leave-last-out",
+        recipe=SequenceRecipe(**SMALL, max_epochs=20),
+        export=tmp_path / "rec",
+        output=tmp_path / "report.json",
+        verbose=False,
+    )
+    test = report["test"]
+    # The answer and the item before the run are EASE's two best guesses:
+    # NDCG@10 tells whether the answer came first.
+    assert test["recipe"]["ndcg@10"] > 0.9
+    assert test["recipe"]["ndcg@10"] > test["EASE"]["ndcg@10"] + 0.1
+    assert report["recipe"]["kind"] == "SequenceRecipe"
+    assert report["epochs"] == int(np.argmax(report["validation_ndcg@10"])) + 1
+    assert json.loads((tmp_path / "report.json").read_text())["epochs"] >= 1
+    served = cf.serving.load_recommender(tmp_path / "rec")
+    # A history i1, i2, i3 (seen, so excluded) is followed by i4.
+    ids = served(history=[["i1", "i2", "i3"]], seconds_since_last=[60])["ids"]
+    assert ids.numpy()[0][0] == b"i4"
+
+
+def test_order_is_what_it_learns():
+    """The same walks in reverse time order: the answer is the item before."""
+    events = walks()
+    events["timestamp"] = events["timestamp"][::-1].copy()
+    report = run_recipe(
+        events,
+        protocol="leave-last-out",
+        recipe=SequenceRecipe(**SMALL, max_epochs=20),
+        verbose=False,
+    )
+    assert report["test"]["recipe"]["ndcg@10"] > 0.9
+
+
+def test_stops_early_on_validation():
+    report = run_recipe(
+        walks(users=30),
+        protocol="leave-last-out",
+        recipe=SequenceRecipe(**SMALL, learning_rate=1e-9, max_epochs=20, patience=1),
+        verbose=False,
+    )
+    # A model that cannot move cannot get better: stopped after patience.
+    assert len(report["validation_ndcg@10"]) < 20
+    assert report["epochs"] == int(np.argmax(report["validation_ndcg@10"])) + 1
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(window=0), "`window` must be an integer >= 1. Received: window=0"),
+        (dict(dim=2.5), "`dim` must be an integer >= 1. Received: dim=2.5"),
+        (dict(dropout=1.0), "`dropout` must be in [0, 1). Received: dropout=1.0"),
+        (dict(temperature=0), "`temperature` must be > 0. Received: temperature=0"),
+        (dict(l2_normalize="yes"), "`l2_normalize` must be True or False."),
+    ],
+)
+def test_bad_settings_name_the_setting(settings, message):
+    with pytest.raises(ValueError) as error:
+        SequenceRecipe(**settings)
+    assert message in str(error.value)
+
+
+def test_the_command_line_takes_the_sequence_model(tmp_path, capsys):
+    from ctxfeatures.recipe.__main__ import main
+
+    events = walks(users=30)
+    path = tmp_path / "events.csv"
+    lines = ["user_id,item_id,timestamp"] + [
+        f"{u},{i},{t}" for u, i, t in zip(*events.values())
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    report = main(
+        [
+            str(path),
+            "--protocol",
+            "leave-last-out",
+            "--model",
+            "sequence",
+            "--dim",
+            "8",
+            "--window",
+            "3",
+            "--num-blocks",
+            "1",
+            "--length",
+            "6",
+            "--max-epochs",
+            "2",
+            "--l2-normalize",
+            "--quiet",
+        ]
+    )
+    assert report["recipe"]["kind"] == "SequenceRecipe"
+    assert report["recipe"]["num_blocks"] == 1 and report["recipe"]["dim"] == 8
+    assert report["recipe"]["l2_normalize"] is True
+    assert report["recipe"]["l2_normalize"] is True
+    assert "| recipe |" in capsys.readouterr().out
+
+
+def test_a_setting_of_the_other_model_is_refused(capsys):
+    from ctxfeatures.recipe.__main__ import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["events.csv", "--model", "sequence", "--members", "3"])
+    assert "--members is not a setting of --model sequence" in (capsys.readouterr().err)
+
+
+@pytest.mark.filterwarnings("error:Your input ran out of data")
+def test_offered_both_it_trains_the_better_on_validation(tmp_path):
+    from ctxfeatures.recipe import Recipe
+
+    report = run_recipe(
+        walks(),
+        protocol="leave-last-out",
+        recipe=[
+            Recipe(dim=8, batch_size=64, max_epochs=2, members=1),
+            SequenceRecipe(**SMALL, max_epochs=20),
+        ],
+        export=tmp_path / "rec",
+        verbose=False,
+    )
+    offered = {row["kind"]: row for row in report["offered"]}
+    assert set(offered) == {"Recipe", "SequenceRecipe"}
+    best = max(offered.values(), key=lambda row: row["ndcg@10"])
+    assert report["recipe"]["kind"] == best["kind"]
+    assert report["epochs"] == best["epochs"]
+    # The sequence model learns the walks' order; two epochs of a small
+    # per-event model do not.
+    assert best["kind"] == "SequenceRecipe"
+    assert report["validation_ndcg@10"][best["epochs"] - 1] == best["ndcg@10"]
+
+
+@pytest.mark.parametrize("recipe", [[], "sequence", [SequenceRecipe(), 3]])
+def test_a_recipe_that_is_not_one_is_refused(recipe):
+    with pytest.raises(ValueError, match="`recipe` must be a Recipe, a Sequence"):
+        run_recipe(walks(users=3), protocol="leave-last-out", recipe=recipe)
+
+
+def test_item_frequency_is_each_events_items_share():
+    shares = item_frequency(np.array(["a", "b", "a", "c"]))
+    np.testing.assert_allclose(shares, [0.5, 0.25, 0.5, 0.25])
+
+
+def test_in_batch_negatives_with_logq_learn_the_order_too():
+    report = run_recipe(
+        walks(),
+        protocol="leave-last-out",
+        recipe=SequenceRecipe(
+            **{
+                **SMALL,
+                "length": 4,
+                "negatives": "in-batch",
+                "l2_normalize": True,
+                "temperature": 0.2,
+            },
+            max_epochs=20,
+        ),
+        verbose=False,
+    )
+    assert report["recipe"]["negatives"] == "in-batch"
+    assert report["test"]["recipe"]["ndcg@10"] > report["test"]["EASE"]["ndcg@10"]
+    parts = Parts({ITEM: np.array(["i0", "i1"])}, [], [], "|")
+    model = build_sequence_model(SequenceRecipe(), parts)  # the default
+    assert model.sampling_probability_key == PROBABILITY
+    assert model.remove_accidental_hits
