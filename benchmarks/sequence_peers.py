@@ -215,7 +215,12 @@ def recipe_rows(split: Split, seed: int, quick: bool) -> dict[str, dict]:
             _quiet,
         )
         model = train_chosen(
-            chosen, split.columns(split.train), split.train_data, parts, seed, _quiet
+            chosen,
+            split.columns(split.train),
+            lambda: split.train_data,
+            parts,
+            seed,
+            _quiet,
         )
         rows[name] = split.evaluate(model, final=True)
         rows[name].update(

@@ -281,9 +281,13 @@ def _add_to_dataset(
     # of about _GATHER_CELLS history cells keep its memory (a few batches in
     # flight) independent of max_length.
     rows = max(1, min(_GATHER_BATCH, _GATHER_CELLS // max_length))
+    # unbatch() forgets the count, which is known here (one output per event):
+    # without it, Keras 3 warns "ran out of data" at every epoch's end.
+    known = tf.data.experimental.assert_cardinality(len(offsets.start))
     return (
         tf.data.Dataset.zip(events, bounds)
         .batch(rows)
         .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .unbatch()
+        .apply(known)
     )

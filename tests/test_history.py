@@ -50,6 +50,15 @@ def test_dataset_gives_the_same_histories_and_batches_after_map_and_filter():
     assert batch["history"].shape == (4, 3)
 
 
+def test_dataset_keeps_its_known_length():
+    # Keras 3 warns "ran out of data" at every epoch of a dataset of unknown
+    # length; the output has one element per event, so its length is known.
+    events = tf.data.Dataset.from_tensor_slices(LOG)
+    dataset = add_history(events, max_length=2)
+    assert int(dataset.cardinality()) == len(LOG["timestamp"])
+    assert int(dataset.skip(2).cardinality()) == len(LOG["timestamp"]) - 2
+
+
 def test_dataset_gathers_long_histories_in_small_batches(monkeypatch):
     # Gather batches hold about _GATHER_CELLS history cells, so a long
     # max_length reads few events per batch (here 2): the same histories.

@@ -56,6 +56,8 @@ from ctxfeatures.recipe._train import (
     Recipe,
     eval_batch_size,
     longest_history,
+    test_histories,
+    train_histories,
     with_histories,
 )
 
@@ -167,10 +169,17 @@ def _run(
     fitted, held_out = with_histories(log, train & ~validation, validation, longest)
     fit_events = {key: value[train & ~validation] for key, value in log.items()}
     chosen = choose(recipes, fit_events, fitted, held_out, parts, seed, longest, say)
-    train_data, test_data = with_histories(log, train, test, longest)
     say.stage(describe(chosen.recipe, chosen.epochs))
     train_columns = {key: value[train] for key, value in log.items()}
-    model = train_chosen(chosen, train_columns, train_data, parts, seed, say)
+    model = train_chosen(
+        chosen,
+        train_columns,
+        lambda: train_histories(log, train, test),
+        parts,
+        seed,
+        say,
+    )
+    test_data = test_histories(log, train, test, longest)
     say.stage("evaluating on the test events, beside most-popular and EASE")
     batch = eval_batch_size(longest)
     results = compare(model, train_columns, parts.catalogue, test_data, batch, say)

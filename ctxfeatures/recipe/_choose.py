@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,8 +70,9 @@ def choose(
     """Each recipe's epochs on the validation events (``events`` and
     ``fitted``: the training events without them, as columns and with
     histories); the recipe with the best validation NDCG@10 at its epochs."""
-    best: Chosen | None = None
-    offered = []
+    best: tuple[AnyRecipe, int, dict[str, list[float]]] | None = None
+    best_score = -np.inf
+    offered: list[dict[str, Any]] = []
     for recipe in recipes:
         if len(recipes) > 1:
             say(f"{type(recipe).__name__}:")
@@ -91,28 +92,30 @@ def choose(
         offered.append(
             {"kind": type(recipe).__name__, "epochs": epochs, DECIDING: score}
         )
-        if best is None or score > best.curves[DECIDING][best.epochs - 1]:
-            best = Chosen(recipe, epochs, curves, offered)
+        if best is None or score > best_score:
+            best, best_score = (recipe, epochs, curves), score
     assert best is not None
     if len(recipes) > 1:
-        say(f"chosen: {type(best.recipe).__name__} (validation {DECIDING})")
-    return best
+        say(f"chosen: {type(best[0]).__name__} (validation {DECIDING})")
+    return Chosen(*best, offered=offered)
 
 
 def train_chosen(
     chosen: Chosen,
     events: dict[str, np.ndarray],
-    train_data: tf.data.Dataset,
+    train_data: Callable[[], tf.data.Dataset],
     parts: Parts,
     seed: int,
     say: Any,
 ) -> Any:
     """The chosen recipe trained on all training events (``events`` as
-    columns, ``train_data`` with histories) for its epochs."""
+    columns; ``train_data`` makes them with histories) for its epochs."""
     recipe, epochs = chosen.recipe, chosen.epochs
     if isinstance(recipe, SequenceRecipe):
         return train_sequence(recipe, events, parts, epochs, seed, say)
-    return train_members(recipe, train_data, parts, epochs, seed, say)
+    # Made only here: add_history's offsets are numpy work over the whole log
+    # that the sequence model, which reads the columns, does not need.
+    return train_members(recipe, train_data(), parts, epochs, seed, say)
 
 
 def describe(recipe: AnyRecipe, epochs: int) -> str:

@@ -81,20 +81,37 @@ def with_histories(
     events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray, longest: int
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Training and test events, each with the user's earlier items."""
+    return train_histories(events, train, test), test_histories(
+        events, train, test, longest
+    )
+
+
+def train_histories(
+    events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray
+) -> tf.data.Dataset:
+    """The training events with their last ``TRAIN_HISTORY`` earlier items."""
+    log, count = _test_first(events, train, test)
+    return add_history(log, **_NAMES, max_length=TRAIN_HISTORY).skip(count)
+
+
+def test_histories(
+    events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray, longest: int
+) -> tf.data.Dataset:
+    """The test events with every earlier item (``longest`` at most)."""
+    log, count = _test_first(events, train, test)
+    return add_history(log, **_NAMES, max_length=longest).take(count)
+
+
+_NAMES = dict(user=USER, item=ITEM, time=TIME)
+
+
+def _test_first(
+    events: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray
+) -> tuple[tf.data.Dataset, int]:
     # Test events first, so that each part is a cheap take() / skip().
     order = np.concatenate([np.flatnonzero(test), np.flatnonzero(train)])
     log = tf.data.Dataset.from_tensor_slices({k: v[order] for k, v in events.items()})
-    names = dict(user=USER, item=ITEM, time=TIME)
-    count = int(test.sum())
-    # add_history's datasets have an unknown cardinality, and Keras 3 warns
-    # that the input "ran out of data" at each epoch's end without one.
-    known = tf.data.experimental.assert_cardinality
-    return (
-        add_history(log, **names, max_length=TRAIN_HISTORY)
-        .skip(count)
-        .apply(known(int(train.sum()))),
-        add_history(log, **names, max_length=longest).take(count).apply(known(count)),
-    )
+    return log, int(test.sum())
 
 
 def build(recipe: Recipe, train: tf.data.Dataset, parts: Parts) -> Any:
