@@ -8,9 +8,10 @@
 
 The split is the recipe's (``ctxfeatures.recipe``) on the study's setups:
 the latest 20% of MovieLens 100K's events or 10% of latest-small's
-(chronological), or each user's last event (leave-last-out, Amazon Sports,
-whose times are per user) is the test, and the same rule inside the rest
-gives the validation events. Every row is ranked by
+(chronological), a random 20% of MovieLens 100K's (random: seed 42's draw
+for every row and seed), or each user's last event (leave-last-out, Amazon
+Sports, whose times are per user) is the test, and the same rule inside the
+rest gives the validation events. Every row is ranked by
 :func:`ctxfeatures.evaluation.evaluate_top_k` over the whole catalogue with
 the user's earlier items excluded. EASE's l2 is chosen on validation among
 50, 250 and 1000. SASRec+'s epochs are chosen on validation NDCG@10
@@ -50,6 +51,7 @@ from ctxfeatures.recipe._train import (
 )
 
 SETUPS = {  # name: (protocol, test fraction, the paper's length and dropout)
+    "ml-100k-random": ("random", 0.2, 200, 0.1),
     "ml-100k-chrono": ("chronological", 0.2, 200, 0.1),
     "ml-latest-small-chrono": ("chronological", 0.1, 200, 0.1),
     "amazon-sports": ("leave-last-out", 0.0, 50, 0.5),
@@ -62,7 +64,7 @@ SEEDS = (42, 142, 242)
 def load_log(setup: str, data_dir: str) -> dict[str, np.ndarray]:
     """The setup's events as string user / item columns and int64 seconds."""
     if setup.startswith("ml-"):
-        dataset = setup.removesuffix("-chrono")
+        dataset = setup.rsplit("-", 1)[0]
         ratings, _ = movielens.load_arrays(data_dir, dataset=dataset)
         users, items = ratings["user_id"], ratings["movie_id"]
         times = ratings["timestamp"]

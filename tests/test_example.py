@@ -83,6 +83,97 @@ def test_each_setup_keeps_its_own_chosen_recipe():
     ]
 
 
+def write_log(folder, users: int = 30, steps: int = 6):
+    """An events.csv of per-user clocks: user u walks items u, u+1, ..."""
+    folder.mkdir()
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(users):
+        for step in range(steps):
+            item = (user + step) % 12
+            lines.append(f"u{user},i{item},{1_200_000_000 + 86_400 * step}")
+    (folder / "events.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_one_model_part_runs_on_every_event_log_folder(tmp_path):
+    load_study()
+    import study_next_item as part
+
+    log = write_log(tmp_path / "shop-log")
+    found = part.setups(["ml-100k"], ["chronological"], [str(tmp_path), str(log)])
+    assert [s.name for s in found] == [
+        "ml-100k, chronological 80%",
+        "shop-log, leave-last-out",
+    ]
+    # Without an event-log folder, MovieLens only (the part says so).
+    assert [s.protocol for s in part.setups(["ml-latest-small"], ["random"], [])] == []
+
+
+def test_the_one_model_seed_chooses_on_validation_and_ranks_beside_ease(tmp_path):
+    load_study()
+    import study_next_item as part
+
+    log = write_log(tmp_path / "shop-log")
+    setup = part.NextSetup(str(log), "leave-last-out")
+    run = part.run_seed(setup, [], seed=42, quick=True)
+    assert set(run["rows"]) == {"most popular", "EASE", "one model"}
+    offered = run["offered"]
+    assert [o["kind"] for o in offered] == ["Recipe"] * 4 + ["SequenceRecipe"]
+    best = max(offered, key=lambda o: o["ndcg@10"])
+    if best["kind"] == "SequenceRecipe":
+        assert run["chosen"] == "sequence"
+    else:
+        settings = {"temperature": 0.2, "recency_decay": 0.8, **best["changed"]}
+        assert run["chosen"] == (
+            f"per event, t={settings['temperature']:g}, d={settings['recency_decay']:g}"
+        )
+    assert run["ease_l2"] in (50.0, 250.0, 1000.0)
+    # 30 users, each with its last event held out.
+    text = part.markdown(
+        {"setups": [{"setup": setup.name, "runs": [run]}], "skipped": None}
+    )
+    assert "| shop-log, leave-last-out | one model, chosen on validation |" in text
+
+
+def test_the_one_model_table_gives_means_and_ratios_to_ease():
+    load_study()
+    import study_next_item as part
+
+    def run(ease, model, chosen):
+        rows = {
+            "most popular": {"hit@10": 0.1, "hit@100": 0.2, "ndcg@10": 0.05},
+            "EASE": {"hit@10": ease, "hit@100": 0.4, "ndcg@10": 0.1},
+            "one model": {"hit@10": model, "hit@100": 0.6, "ndcg@10": 0.2},
+        }
+        return {"rows": rows, "chosen": chosen, "peak_rss_gb": 1.25}
+
+    result = {
+        "setups": [
+            {
+                "setup": "s",
+                "runs": [
+                    run(0.2, 0.3, "sequence"),
+                    run(0.2, 0.5, "per event, t=0.1, d=0.5"),
+                ],
+            }
+        ],
+        "skipped": "no folder",
+    }
+    cells = part.table_cells(result)
+    model = cells[3]
+    # mean 0.4 over seeds 0.3 and 0.5; sd 0.141; 0.4 / 0.2 = 2.00x; 0.6 / 0.4.
+    assert model[2:7] == [
+        "0.400 ± 0.141",
+        "0.600 ± 0.000",
+        "0.200 ± 0.000",
+        "2.00x",
+        "1.50x",
+    ]
+    assert model[7:] == ["sequence (1); per event, t=0.1, d=0.5 (1)", "1.25 GB"]
+    assert "Skipped: no folder." in part.markdown(result)
+    assert ".. list-table:: one model" in part.restructured_text(result)
+
+
 @pytest.mark.slow
 def test_quick_mode_end_to_end(ml100k, tmp_path):
     chosen = "chosen by validation"

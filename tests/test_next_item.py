@@ -212,6 +212,80 @@ def test_leave_last_out_holds_out_each_users_last_event():
     assert not (validation & test).any()
 
 
+def test_random_protocol_draws_a_seeded_share_and_validation_apart():
+    from ctxfeatures.recipe._protocols import test_events, validation_events
+
+    users = np.repeat(np.arange(100), 10).astype(str)
+    times = np.arange(1000)
+    test = test_events("random", users, times, 0.2, seed=1)
+    assert test.sum() == 200
+    # Drawn, not the latest: test events all through the log.
+    assert np.flatnonzero(test).min() < 100 and np.flatnonzero(test).max() > 900
+    assert (test_events("random", users, times, 0.2, seed=1) == test).all()
+    assert (test_events("random", users, times, 0.2, seed=2) != test).any()
+    validation = validation_events("random", users, times, ~test, seed=1)
+    assert validation.sum() == 80 and not (validation & test).any()
+    # Its own draw: not the test's rows shifted, nor the latest training rows.
+    assert np.flatnonzero(validation).min() < 100
+
+
+def test_recipe_with_the_random_protocol():
+    from ctxfeatures.recipe import Recipe, run_recipe
+
+    rng = np.random.default_rng(0)
+    events = {
+        "user_id": np.repeat([f"u{u}" for u in range(40)], 8),
+        "item_id": np.array([f"i{i}" for i in rng.integers(20, size=320)]),
+        "timestamp": 1_000_000 + np.arange(320),
+    }
+    recipe = Recipe(dim=8, batch_size=32, max_epochs=1, members=1)
+    report = run_recipe(
+        events, protocol="random", test_fraction=0.2, recipe=recipe, verbose=False
+    )
+    assert report["protocol"] == "random"
+    assert report["events"]["test"] == 64 and report["events"]["validation"] == 26
+    assert set(report["test"]) == {"recipe", "most popular", "EASE"}
+
+
+def test_ease_l2_is_the_best_on_validation(monkeypatch):
+    from ctxfeatures.recipe import _report
+    from ctxfeatures.recipe._protocols import test_events, validation_events
+    from ctxfeatures.recipe._train import with_histories
+
+    rng = np.random.default_rng(0)
+    users = np.repeat([f"u{u}" for u in range(200)], 8)
+    times = np.tile(1_200_000_000 + 86_400 * np.arange(8), 200)
+    groups = np.repeat(np.arange(200) % 4, 8)
+    popular = rng.random(users.size) < 0.3
+    items = np.array(
+        [
+            f"p{rng.integers(3)}" if p else f"i{g * 10 + rng.integers(10)}"
+            for g, p in zip(groups, popular)
+        ]
+    )
+    log = {"user": users, "item": items, "timestamp": times}
+    train = ~test_events("leave-last-out", users, times, 0.1)
+    held = validation_events("leave-last-out", users, times, train)
+    _, held_out = with_histories(log, train & ~held, held, 8)
+    fit = {key: value[train & ~held] for key, value in log.items()}
+    catalogue = {"item": np.unique(items)}
+    monkeypatch.setattr(_report, "EASE_L2", (0.01, 100.0, 1e6))
+    lines = []
+    l2, scores = _report.choose_ease_l2(fit, catalogue, held_out, 64, lines.append)
+    # Each l2 is fitted and scored; the best one is chosen, not the first or
+    # the middle one (small l2 over-fits these noisy groups).
+    assert list(scores) == ["0.01", "100", "1e+06"]
+    assert scores["100"] > scores["0.01"] and l2 == 100.0
+    assert "l2=100 chosen" in lines[0]
+    # Too large a catalogue for EASE: no choice, no EASE row.
+    monkeypatch.setattr(_report.baselines.EASE, "__init__", _tiny_ease_init)
+    assert _report.choose_ease_l2(fit, catalogue, held_out, 64, print) == (None, {})
+
+
+def _tiny_ease_init(self, l2=250.0, **kwargs):
+    self.max_items = 5
+
+
 # Keras 3 warned at each epoch's end while the data's cardinality was unknown.
 @pytest.mark.filterwarnings("error:Your input ran out of data")
 def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
@@ -234,6 +308,10 @@ def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
     )
     assert report["events"]["test"] == report["events"]["validation"] == 40
     assert set(report["test"]) == {"recipe", "most popular", "EASE"}
+    # EASE's l2: the best of the three on validation.
+    scores = report["ease_validation_hit@10"]
+    assert list(scores) == ["50", "250", "1000"]
+    assert report["ease_l2"] == float(max(scores, key=scores.get))
     assert 1 <= report["epochs"] <= 2
     out = capsys.readouterr().out
     assert "[1/5] reading the events" in out and "[5/5] exporting" in out
@@ -256,4 +334,4 @@ def test_the_recipe_runs_from_the_installed_package(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "--protocol {chronological,leave-last-out}" in result.stdout
+    assert "--protocol {chronological,leave-last-out,random}" in result.stdout

@@ -179,6 +179,62 @@ def test_offered_both_it_trains_the_better_on_validation(tmp_path):
     assert report["validation_ndcg@10"][best["epochs"] - 1] == best["ndcg@10"]
 
 
+def test_search_candidates_vary_temperature_and_recency_then_the_sequence_model():
+    from ctxfeatures.recipe import Recipe, search_candidates
+
+    offered = search_candidates(members=1, dim=32)
+    per_event = [r for r in offered if isinstance(r, Recipe)]
+    assert [(r.temperature, r.recency_decay) for r in per_event] == [
+        (0.2, 0.8),  # the default first: it wins ties
+        (0.2, 0.5),
+        (0.1, 0.8),
+        (0.1, 0.5),
+    ]
+    assert all(r.members == 1 and r.dim == 32 for r in per_event)
+    assert offered[-1] == SequenceRecipe(dim=32)
+    # A searched setting given is fixed: the grid shrinks to the rest.
+    fixed = search_candidates(temperature=0.3)
+    assert [r.temperature for r in fixed[:-1]] == [0.3, 0.3]
+    assert fixed[-1].temperature == 0.3  # the sequence model has it too
+    with pytest.raises(ValueError, match=r"Unknown settings \['dimension'\]"):
+        search_candidates(dimension=8)
+
+
+def test_the_command_line_searches_and_reports_each_candidate(tmp_path):
+    from ctxfeatures.recipe.__main__ import main
+
+    events = walks(users=30)
+    path = tmp_path / "events.csv"
+    lines = ["user_id,item_id,timestamp"] + [
+        f"{u},{i},{t}" for u, i, t in zip(*events.values())
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    flags = ["--dim", "8", "--max-epochs", "1", "--members", "1", "--quiet"]
+    report = main(
+        [str(path), "--protocol", "leave-last-out", "--model", "search"]
+        + flags
+        + ["--length", "6", "--num-blocks", "1"]
+    )
+    offered = report["offered"]
+    assert [row["changed"] for row in offered[:4]] == [
+        {"dim": 8, "max_epochs": 1, "members": 1},
+        {"dim": 8, "recency_decay": 0.5, "max_epochs": 1, "members": 1},
+        {"dim": 8, "temperature": 0.1, "max_epochs": 1, "members": 1},
+        {
+            "dim": 8,
+            "recency_decay": 0.5,
+            "temperature": 0.1,
+            "max_epochs": 1,
+            "members": 1,
+        },
+    ]
+    assert offered[4]["kind"] == "SequenceRecipe"
+    best = max(offered, key=lambda row: row["ndcg@10"])
+    assert report["recipe"]["kind"] == best["kind"]
+    chosen = {k: v for k, v in report["recipe"].items() if k != "kind"}
+    assert best["changed"].items() <= chosen.items()
+
+
 @pytest.mark.parametrize("recipe", [[], "sequence", [SequenceRecipe(), 3]])
 def test_a_recipe_that_is_not_one_is_refused(recipe):
     with pytest.raises(ValueError, match="`recipe` must be a Recipe, a Sequence"):

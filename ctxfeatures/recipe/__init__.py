@@ -14,21 +14,25 @@ or from Python, on columns you already hold::
 Never reading the test events to choose anything, it:
 
 1. splits the events by ``protocol``: ``"chronological"`` (the latest
-   ``test_fraction`` in time is the test) or ``"leave-last-out"`` (each
-   user's last event; for logs whose times compare only within a user);
+   ``test_fraction`` in time is the test), ``"leave-last-out"`` (each
+   user's last event; for logs whose times compare only within a user) or
+   ``"random"`` (a ``test_fraction`` drawn with ``seed``: the TFRS
+   tutorial's split);
 2. gives every event its user's earlier items (``add_history`` on the whole
    log: never the event itself, nor anything at the same second or later);
-3. chooses the number of epochs on a validation slice (the latest 10% of the
-   training events, or each user's second-to-last event) by early stopping
-   on validation hit@100;
+3. chooses the number of epochs on a validation slice (the same rule on the
+   training events: their latest 10%, each user's second-to-last event, or
+   a random 10%) by early stopping on validation hit@100;
 4. trains the recipe on all training events for that many epochs from
    ``members`` seeds and ensembles the models (:class:`~ctxfeatures.Ensemble`);
    or, with ``recipe=SequenceRecipe()`` (``--model sequence``), trains one
    causal-attention model on users' sequences, its epochs chosen on
-   validation NDCG@10; offered both (``--model auto``), it trains the one of
+   validation NDCG@10; offered several (a list, ``--model auto`` or
+   ``--model search``: :func:`search_candidates`), it trains the one of
    better validation NDCG@10;
 5. reports test hit@10, hit@100 and NDCG@10 of the ensemble and of its first
-   model beside most-popular and EASE, seen items excluded for all;
+   model beside most-popular and EASE (its l2 among 50, 250 and 1000 chosen
+   on the same validation events), seen items excluded for all;
 6. with ``export``, saves the ensemble as one recommender that takes a
    request's ``history`` and ``seconds_since_last`` and returns the top 100
    items the user has not seen.
@@ -46,10 +50,16 @@ from typing import Any
 import numpy as np
 
 from ctxfeatures.layers._inputs import check_choice
-from ctxfeatures.recipe._choose import as_recipes, choose, describe, train_chosen
+from ctxfeatures.recipe._choose import (
+    as_recipes,
+    choose,
+    describe,
+    search_candidates,
+    train_chosen,
+)
 from ctxfeatures.recipe._io import ITEM, TIME, USER, events_from_columns, join_items
 from ctxfeatures.recipe._protocols import PROTOCOLS, test_events, validation_events
-from ctxfeatures.recipe._report import compare, table
+from ctxfeatures.recipe._report import choose_ease_l2, compare, table
 from ctxfeatures.recipe._sequence import SequenceRecipe
 from ctxfeatures.recipe._train import (
     Parts,
@@ -61,7 +71,14 @@ from ctxfeatures.recipe._train import (
     with_histories,
 )
 
-__all__ = ["PROTOCOLS", "Recipe", "SequenceRecipe", "run_recipe", "table"]
+__all__ = [
+    "PROTOCOLS",
+    "Recipe",
+    "SequenceRecipe",
+    "run_recipe",
+    "search_candidates",
+    "table",
+]
 
 
 def run_recipe(
@@ -97,13 +114,14 @@ def run_recipe(
         text: Text columns of ``items`` (titles, descriptions).
         multi: Multi-valued columns of ``items`` (``"Action|Comedy"``).
         separator: Separator of the multi-valued columns.
-        protocol: ``"chronological"`` or ``"leave-last-out"``.
+        protocol: ``"chronological"``, ``"leave-last-out"`` or ``"random"``.
         test_fraction: The test's share of the events, for the
-            chronological protocol.
+            chronological and random protocols.
         recipe: The settings: a :class:`Recipe` (the study's, by default),
             a :class:`SequenceRecipe`, or a list of them, among which the
             validation run chooses (best validation NDCG@10).
-        seed: Seed of the first model (the others: +100, +200, ...).
+        seed: Seed of the first model (the others: +100, +200, ...) and of
+            the random protocol's draw.
         export: Optional folder to save the recommender to.
         output: Optional JSON file for the report.
         verbose: Print progress per stage and per epoch, then the table.
@@ -111,9 +129,12 @@ def run_recipe(
     Returns:
         ``{"recipe", "offered", "protocol", "events", "epochs",
         "validation_hit@10", "validation_hit@100", "validation_ndcg@10",
+        "ease_l2", "ease_validation_hit@10",
         "test": {ranker: {"hit@10", "hit@100", "ndcg@10"}}, "seconds"}``:
         ``recipe`` holds the chosen model's ``kind`` and settings,
-        ``offered`` each offered model's epochs and validation NDCG@10.
+        ``offered`` each offered model's epochs and validation NDCG@10,
+        ``ease_l2`` EASE's l2, chosen by validation hit@10 (``None`` where
+        the catalogue is too large for EASE).
 
     Raises:
         ValueError: a missing or empty column, unknown items, an unknown
@@ -147,9 +168,9 @@ def _run(
     output: Any,
     say: _Stages,
 ) -> dict[str, Any]:
-    test = test_events(protocol, log[USER], log[TIME], test_fraction)
+    test = test_events(protocol, log[USER], log[TIME], test_fraction, seed)
     train = ~test
-    validation = validation_events(protocol, log[USER], log[TIME], train)
+    validation = validation_events(protocol, log[USER], log[TIME], train, seed)
     counts = {
         "events": int(log[TIME].size),
         "users": int(np.unique(log[USER]).size),
@@ -182,7 +203,12 @@ def _run(
     test_data = test_histories(log, train, test, longest)
     say.stage("evaluating on the test events, beside most-popular and EASE")
     batch = eval_batch_size(longest)
-    results = compare(model, train_columns, parts.catalogue, test_data, batch, say)
+    ease_l2, ease_validation = choose_ease_l2(
+        fit_events, parts.catalogue, held_out, batch, say
+    )
+    results = compare(
+        model, train_columns, parts.catalogue, test_data, batch, say, ease_l2
+    )
     if export is not None:
         say.stage(f"exporting the recommender to {os.fspath(export)}")
         k = min(100, counts["items"])
@@ -195,6 +221,8 @@ def _run(
         "events": counts,
         "epochs": chosen.epochs,
         **{f"validation_{key}": curve for key, curve in chosen.curves.items()},
+        "ease_l2": ease_l2,
+        "ease_validation_hit@10": ease_validation,
         "test": results,
         "seconds": round(say.elapsed(), 1),
     }

@@ -6,6 +6,10 @@
   it the validation, the protocol of next-item papers; for logs whose times
   are only comparable within a user. Users with one event (two, for the
   validation) keep it in training.
+* ``random``: a random fraction of the events (drawn with the seed) is the
+  test, a random 10% of the rest the validation: the TFRS tutorial's split,
+  where training holds events later than some test events (every event still
+  sees only its user's earlier items).
 """
 
 from __future__ import annotations
@@ -15,31 +19,63 @@ import tensorflow as tf
 
 from ctxfeatures import splits
 
-PROTOCOLS = ("chronological", "leave-last-out")
+PROTOCOLS = ("chronological", "leave-last-out", "random")
 VALIDATION_FRACTION = 0.1
 
 
 def test_events(
-    protocol: str, users: np.ndarray, times: np.ndarray, fraction: float
+    protocol: str,
+    users: np.ndarray,
+    times: np.ndarray,
+    fraction: float,
+    seed: int = 42,
 ) -> np.ndarray:
     """Boolean mask of the test events."""
-    rows = np.arange(times.size)
-    if protocol == "chronological":
-        return latest(times, rows, fraction)
-    return last_of_each_user(users, times, rows)
+    return _chosen(protocol, users, times, np.arange(times.size), fraction, seed)
 
 
 def validation_events(
-    protocol: str, users: np.ndarray, times: np.ndarray, train: np.ndarray
+    protocol: str,
+    users: np.ndarray,
+    times: np.ndarray,
+    train: np.ndarray,
+    seed: int = 42,
 ) -> np.ndarray:
     """Boolean mask of the validation events, all among ``train``."""
     rows = np.flatnonzero(train)
     chosen = np.zeros_like(train)
-    if protocol == "chronological":
-        chosen[rows] = latest(times, rows, VALIDATION_FRACTION)
-    else:
-        chosen[rows] = last_of_each_user(users, times, rows)
+    # Another draw than the test's: seed + 1.
+    fraction, seed = VALIDATION_FRACTION, seed + 1
+    chosen[rows] = _chosen(protocol, users, times, rows, fraction, seed)
     return chosen
+
+
+def _chosen(
+    protocol: str,
+    users: np.ndarray,
+    times: np.ndarray,
+    rows: np.ndarray,
+    fraction: float,
+    seed: int,
+) -> np.ndarray:
+    if protocol == "chronological":
+        return latest(times, rows, fraction)
+    if protocol == "random":
+        return drawn(rows, fraction, seed)
+    return last_of_each_user(users, times, rows)
+
+
+def drawn(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Which of ``rows`` fall in a random ``fraction`` of them, by the
+    library's :func:`~ctxfeatures.splits.random_split` (the tutorial's)."""
+    index = tf.data.Dataset.from_tensor_slices({"row": rows})
+    size = rows.size
+    test_size = int(round(fraction * size))
+    if not 0 < test_size < size:  # too few rows to leave both sides some
+        return np.zeros(size, bool)
+    _, test = splits.random_split(index, size - test_size, seed=seed)
+    chosen = np.fromiter(test.map(lambda x: x["row"]).as_numpy_iterator(), np.int64)
+    return np.isin(rows, chosen)
 
 
 def latest(times: np.ndarray, rows: np.ndarray, fraction: float) -> np.ndarray:
