@@ -122,7 +122,10 @@ def peers() -> str:
     chosen = rows["chosen on validation"][0]
     assert chosen["chosen"] in recipe, chosen
     scores = {name: rows[name][0]["validation ndcg@10"] for name in recipe}
-    assert chosen["chosen"] == max(scores, key=scores.get), (chosen, scores)
+    # The per-event model unless the sequence one leads by more than noise.
+    best = max(scores, key=scores.get)
+    lead = scores[best] - scores[recipe[0]]
+    assert chosen["chosen"] == best or lead < 0.01, (chosen, scores)
     return f"one model beside SASRec+, most-popular and EASE complete: {len(rows)} rows"
 
 

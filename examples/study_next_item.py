@@ -5,7 +5,8 @@ each setup it runs :func:`ctxfeatures.recipe.run_recipe` offered the
 recipe's search (``search_candidates(members=1)``, ``--model search``): the
 per-event model with one member at two temperatures and two recency decays,
 and the sequence model. Each gets its epochs from its own validation run,
-the one of best validation NDCG@10 is trained on all training events, and
+the one of best validation NDCG@10 (the default unless another leads by
+more than one standard error) is trained on all training events, and
 EASE's l2 is chosen on the same validation events.
 Every row (the model, most-popular, EASE) is ranked by one evaluator over the
 whole catalogue, the user's seen items excluded; items only, no item
@@ -212,7 +213,8 @@ def table_cells(part: dict) -> list[list[str]]:
 FOOTNOTE = (
     "One model: the per-event recipe (one member; temperature 0.1 or 0.2, "
     "recency decay 0.5 or 0.8) or the sequence model, whichever has the best "
-    "validation NDCG@10 (run_recipe offered search_candidates(members=1)); "
+    "validation NDCG@10, the default unless another leads by more than one "
+    "standard error (run_recipe offered search_candidates(members=1)); "
     "EASE's l2 among 50, 250, 1000 by validation hit@10. Items only; seen "
     "items excluded; mean ± sd over the seeds. Peak RSS: the largest seed's "
     "process."

@@ -29,7 +29,8 @@ Never reading the test events to choose anything, it:
    causal-attention model on users' sequences, its epochs chosen on
    validation NDCG@10; offered several (a list, ``--model auto`` or
    ``--model search``: :func:`search_candidates`), it trains the one of
-   better validation NDCG@10;
+   best validation NDCG@10, the first offered unless another leads it by
+   more than one standard error;
 5. reports test hit@10, hit@100 and NDCG@10 of the ensemble and of its first
    model beside most-popular and EASE (its l2 among 50, 250 and 1000 chosen
    on the same validation events), seen items excluded for all;
@@ -119,7 +120,8 @@ def run_recipe(
             chronological and random protocols.
         recipe: The settings: a :class:`Recipe` (the study's, by default),
             a :class:`SequenceRecipe`, or a list of them, among which the
-            validation run chooses (best validation NDCG@10).
+            validation run chooses (best validation NDCG@10; the first
+            offered unless another leads by more than one standard error).
         seed: Seed of the first model (the others: +100, +200, ...) and of
             the random protocol's draw.
         export: Optional folder to save the recommender to.
