@@ -30,6 +30,7 @@ import resource
 from typing import Any
 
 import numpy as np
+from study_report import list_table, markdown_table
 from study_runs import in_child, load
 
 EVENTS = "events.csv"
@@ -222,27 +223,15 @@ FOOTNOTE = (
 
 
 def markdown(part: dict) -> str:
-    cells = table_cells(part)
-    lines = ["**one model, next item**", ""]
-    lines.append("| " + " | ".join(cells[0]) + " |")
-    lines.append("|" + "---|" * len(cells[0]))
-    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
-    notes = [FOOTNOTE] + ([f"Skipped: {part['skipped']}."] if part["skipped"] else [])
-    return "\n".join([*lines, "", *notes]) + "\n"
+    lines = ["**one model, next item**", "", *markdown_table(table_cells(part))]
+    return "\n".join([*lines, "", *notes(part)]) + "\n"
 
 
 def restructured_text(part: dict) -> str:
-    cells = table_cells(part)
-    lines = [
-        ".. list-table:: one model, next item",
-        "   :header-rows: 1",
-        "",
-    ]
-    for row in cells:
-        escaped = [value.replace("*", r"\*") for value in row]
-        if row is not cells[0] and row[1].startswith("*"):
-            escaped[1] = f"*{row[1].strip('*')}*"
-        lines.append(f"   * - {escaped[0]}")
-        lines += [f"     - {value}" for value in escaped[1:]]
-    notes = [FOOTNOTE] + ([f"Skipped: {part['skipped']}."] if part["skipped"] else [])
-    return "\n".join([*lines, "", *notes]) + "\n"
+    lines = list_table("one model, next item", table_cells(part))
+    return "\n".join([*lines, "", *notes(part)]) + "\n"
+
+
+def notes(part: dict) -> list[str]:
+    skipped = [f"Skipped: {part['skipped']}."] if part["skipped"] else []
+    return [FOOTNOTE, *skipped]

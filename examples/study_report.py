@@ -100,17 +100,35 @@ def footnote(results: dict) -> str:
     )
 
 
+def markdown_table(cells: list[list[str]]) -> list[str]:
+    """A Markdown table's lines: ``cells[0]`` the header."""
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    return lines + ["| " + " | ".join(row) + " |" for row in cells[1:]]
+
+
+def list_table(title: str, cells: list[list[str]], widths: str = "") -> list[str]:
+    """A reStructuredText list-table's lines: ``cells[0]`` the header, a
+    second cell wrapped in asterisks italic (the baselines)."""
+    lines = [f".. list-table:: {title}", "   :header-rows: 1"]
+    lines += [f"   :widths: {widths}"] if widths else []
+    lines.append("")
+    for row in cells:
+        # Baselines are *italic*; any other asterisk is literal.
+        escaped = [value.replace("*", r"\*") for value in row]
+        if row is not cells[0] and row[1].startswith("*"):
+            escaped[1] = f"*{row[1].strip('*')}*"
+        lines.append(f"   * - {escaped[0]}")
+        lines += [f"     - {value}" for value in escaped[1:]]
+    return lines
+
+
 def markdown(results: dict) -> str:
     lines = []
     for protocol in PROTOCOLS:
         cells = table_rows(results, protocol)
         if len(cells) == 1:
             continue
-        lines += [f"**{protocol} protocol**", ""]
-        lines.append("| " + " | ".join(cells[0]) + " |")
-        lines.append("|" + "---|" * len(cells[0]))
-        lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
-        lines.append("")
+        lines += [f"**{protocol} protocol**", "", *markdown_table(cells), ""]
     lines.append(footnote(results))
     return "\n".join(lines) + "\n"
 
@@ -122,20 +140,8 @@ def restructured_text(results: dict) -> str:
         cells = table_rows(results, protocol)
         if len(cells) == 1:
             continue
-        lines += [
-            f".. list-table:: {protocol} protocol",
-            "   :header-rows: 1",
-            "   :widths: 14 40 10 10 10 8 8",
-            "",
-        ]
-        for row in cells:
-            # Baselines are *italic*; any other asterisk is literal.
-            escaped = [value.replace("*", r"\*") for value in row]
-            if row is not cells[0] and row[1].startswith("*"):
-                escaped[1] = f"*{row[1].strip('*')}*"
-            lines.append(f"   * - {escaped[0]}")
-            lines += [f"     - {value}" for value in escaped[1:]]
-        lines.append("")
+        widths = "14 40 10 10 10 8 8"
+        lines += [*list_table(f"{protocol} protocol", cells, widths), ""]
     lines.append(footnote(results))
     return "\n".join(lines) + "\n"
 
