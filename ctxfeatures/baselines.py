@@ -280,7 +280,7 @@ class EASE(_Baseline):
         keep = columns >= 0
         _, rows = np.unique(users[keep], return_inverse=True)
         matrix = sparse.csr_matrix(
-            (np.ones(keep.sum()), (rows, columns[keep])),
+            (np.ones(keep.sum(), np.float32), (rows, columns[keep])),
             shape=(int(rows.max()) + 1 if rows.size else 0, size),
         )
         matrix.data[:] = 1.0  # repeated events count once
@@ -330,11 +330,11 @@ class EASE(_Baseline):
         return scores + self._popularity[None, :]
 
 
-def _inverse_gram(matrix: Any, l2: float, block_cells: int = 2**24) -> np.ndarray:
+def _inverse_gram(matrix: Any, l2: float, block_cells: int = 2**22) -> np.ndarray:
     """``(XᵀX + l2·I)⁻¹`` of a sparse users x items ``matrix``, in float32.
 
-    Memory is the one ``C x C`` float32 result and one dense block of users
-    (about ``block_cells`` values): the Gram matrix is accumulated in place by
+    Memory is the one ``C x C`` float32 result and one dense float32 block of
+    users (``block_cells`` values, 16 MB): the Gram matrix is accumulated in place by
     BLAS ``syrk`` and inverted in place by Cholesky (LAPACK ``potrf`` /
     ``potri``), which use its upper triangle; the lower one is then filled in
     by blocks. Float32 is enough: ``l2`` bounds the smallest eigenvalue, so
@@ -349,8 +349,10 @@ def _inverse_gram(matrix: Any, l2: float, block_cells: int = 2**24) -> np.ndarra
     gram = buffer.T
     step = max(1, block_cells // max(size, 1))
     for start in range(0, matrix.shape[0], step):
-        part = np.asfortranarray(matrix[start : start + step].toarray(), np.float32)
-        gram = blas.ssyrk(1.0, part, beta=1.0, c=gram, trans=1, overwrite_c=1)
+        part = matrix[start : start + step].toarray().astype(np.float32, copy=False)
+        # A C-ordered users x items block is its Fortran-ordered transpose:
+        # gram += partᵀ·part without copying it (ssyrk's trans=0 form).
+        gram = blas.ssyrk(1.0, part.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
     gram[np.diag_indices_from(gram)] += l2
     factor, info = lapack.spotrf(gram, lower=0, clean=0, overwrite_a=1)
     if info == 0:

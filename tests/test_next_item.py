@@ -314,7 +314,10 @@ def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
     assert report["ease_l2"] == float(max(scores, key=scores.get))
     assert 1 <= report["epochs"] <= 2
     out = capsys.readouterr().out
-    assert "[1/5] reading the events" in out and "[5/5] exporting" in out
+    assert "[1/6] reading the events" in out and "[6/6] exporting" in out
+    # The baselines run (and free EASE's C x C matrix) before any model.
+    baselines_stage = out.index("[2/6] most-popular and EASE")
+    assert baselines_stage < out.index("[3/6] choosing the number of epochs")
     assert "model 1/1 epoch 1/" in out and "| EASE |" in out
     served = cf.serving.load_recommender(tmp_path / "rec")
     ids = served(history=[["i1", "i2"]], seconds_since_last=[60])["ids"]

@@ -60,7 +60,7 @@ from ctxfeatures.recipe._choose import (
 )
 from ctxfeatures.recipe._io import ITEM, TIME, USER, events_from_columns, join_items
 from ctxfeatures.recipe._protocols import PROTOCOLS, test_events, validation_events
-from ctxfeatures.recipe._report import choose_ease_l2, compare, table
+from ctxfeatures.recipe._report import baselines_rows, model_rows, table
 from ctxfeatures.recipe._sequence import SequenceRecipe
 from ctxfeatures.recipe._train import (
     Parts,
@@ -150,7 +150,7 @@ def run_recipe(
             "`test_fraction` must be in (0, 1). Received: "
             f"test_fraction={test_fraction}"
         )
-    say = _Stages(verbose, total=4 if export is None else 5)
+    say = _Stages(verbose, total=5 if export is None else 6)
     say.stage("reading the events")
     # Errors name the files when the command line passes them (_sources).
     log = events_from_columns(events, user, item, time_column, _sources[0])
@@ -188,12 +188,19 @@ def _run(
             f"({counts}): with leave-last-out, users need at least three events."
         )
     longest = longest_history(log)
-    say.stage("choosing the number of epochs on validation")
     fitted, held_out = with_histories(log, train & ~validation, validation, longest)
     fit_events = {key: value[train & ~validation] for key, value in log.items()}
+    train_columns = {key: value[train] for key, value in log.items()}
+    test_data = test_histories(log, train, test, longest)
+    batch = eval_batch_size(longest)
+    say.stage("most-popular and EASE (l2 chosen on validation) on the test events")
+    # Before any model: EASE's matrix and the models' memory never add up.
+    ease_l2, ease_validation, baseline_rows = baselines_rows(
+        fit_events, train_columns, parts.catalogue, held_out, test_data, batch, say
+    )
+    say.stage("choosing the number of epochs on validation")
     chosen = choose(recipes, fit_events, fitted, held_out, parts, seed, longest, say)
     say.stage(describe(chosen.recipe, chosen.epochs))
-    train_columns = {key: value[train] for key, value in log.items()}
     model = train_chosen(
         chosen,
         train_columns,
@@ -202,15 +209,9 @@ def _run(
         seed,
         say,
     )
-    test_data = test_histories(log, train, test, longest)
-    say.stage("evaluating on the test events, beside most-popular and EASE")
-    batch = eval_batch_size(longest)
-    ease_l2, ease_validation = choose_ease_l2(
-        fit_events, parts.catalogue, held_out, batch, say
-    )
-    results = compare(
-        model, train_columns, parts.catalogue, test_data, batch, say, ease_l2
-    )
+    say.stage("evaluating on the test events")
+    size = int(parts.catalogue[ITEM].size)
+    results = model_rows(model, test_data, size, batch, say) | baseline_rows
     if export is not None:
         say.stage(f"exporting the recommender to {os.fspath(export)}")
         k = min(100, counts["items"])
