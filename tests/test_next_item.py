@@ -247,6 +247,45 @@ def test_recipe_with_the_random_protocol():
     assert set(report["test"]) == {"recipe", "most popular", "EASE"}
 
 
+def test_no_ease_matrix_is_alive_while_models_train(monkeypatch):
+    import gc
+
+    import ctxfeatures.recipe as recipe_module
+    from ctxfeatures.recipe import Recipe, run_recipe
+
+    # EASE's C x C matrix (1.3 GB at 18,000 items) must be gone before the
+    # first model is built, not held beside the models' memory.
+    fits, seen = [], {}
+    choose, fit = recipe_module.choose, cf.baselines.EASE._fit
+
+    def counted_fit(self, *args, **kwargs):
+        fits.append(self.l2)
+        return fit(self, *args, **kwargs)
+
+    def checked_choose(*args, **kwargs):
+        gc.collect()
+        seen["fits"] = len(fits)
+        seen["alive"] = [
+            o for o in gc.get_objects() if isinstance(o, cf.baselines.EASE)
+        ]
+        return choose(*args, **kwargs)
+
+    monkeypatch.setattr(cf.baselines.EASE, "_fit", counted_fit)
+    monkeypatch.setattr(recipe_module, "choose", checked_choose)
+    rng = np.random.default_rng(0)
+    events = {
+        "user_id": np.repeat([f"u{u}" for u in range(40)], 8),
+        "item_id": np.array([f"i{i}" for i in rng.integers(20, size=320)]),
+        "timestamp": 1_000_000 + np.arange(320),
+    }
+    recipe = Recipe(dim=8, batch_size=32, max_epochs=1, members=1)
+    report = run_recipe(events, recipe=recipe, verbose=False)
+    assert "EASE" in report["test"]
+    # Three l2s on validation and the chosen one on the test events, all
+    # fitted before the models' validation runs, and none left alive.
+    assert seen == {"fits": 4, "alive": []}
+
+
 def test_ease_l2_is_the_best_on_validation(monkeypatch):
     from ctxfeatures.recipe import _report
     from ctxfeatures.recipe._protocols import test_events, validation_events
