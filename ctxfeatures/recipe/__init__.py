@@ -69,7 +69,6 @@ from ctxfeatures.recipe._train import (
     longest_history,
     test_histories,
     train_histories,
-    with_histories,
 )
 
 __all__ = [
@@ -188,8 +187,9 @@ def _run(
             f"({counts}): with leave-last-out, users need at least three events."
         )
     longest = longest_history(log)
-    fitted, held_out = with_histories(log, train & ~validation, validation, longest)
-    fit_events = {key: value[train & ~validation] for key, value in log.items()}
+    fit = train & ~validation
+    held_out = test_histories(log, fit, validation, longest)
+    fit_events = {key: value[fit] for key, value in log.items()}
     train_columns = {key: value[train] for key, value in log.items()}
     test_data = test_histories(log, train, test, longest)
     batch = eval_batch_size(longest)
@@ -199,6 +199,8 @@ def _run(
         fit_events, train_columns, parts.catalogue, held_out, test_data, batch, say
     )
     say.stage("choosing the number of epochs on validation")
+    # Built after the baselines: 0.1 GB less beside EASE's matrix (Amazon).
+    fitted = train_histories(log, fit, validation)
     chosen = choose(recipes, fit_events, fitted, held_out, parts, seed, longest, say)
     say.stage(describe(chosen.recipe, chosen.epochs))
     model = train_chosen(
