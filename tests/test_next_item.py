@@ -229,8 +229,9 @@ def test_random_protocol_draws_a_seeded_share_and_validation_apart():
     assert np.flatnonzero(validation).min() < 100
 
 
-def test_recipe_with_the_random_protocol():
-    from ctxfeatures.recipe import Recipe, run_recipe
+def _small_run():
+    """40 users x 8 events over 20 items, and a one-epoch one-model recipe."""
+    from ctxfeatures.recipe import Recipe
 
     rng = np.random.default_rng(0)
     events = {
@@ -238,7 +239,13 @@ def test_recipe_with_the_random_protocol():
         "item_id": np.array([f"i{i}" for i in rng.integers(20, size=320)]),
         "timestamp": 1_000_000 + np.arange(320),
     }
-    recipe = Recipe(dim=8, batch_size=32, max_epochs=1, members=1)
+    return events, Recipe(dim=8, batch_size=32, max_epochs=1, members=1)
+
+
+def test_recipe_with_the_random_protocol():
+    from ctxfeatures.recipe import run_recipe
+
+    events, recipe = _small_run()
     report = run_recipe(
         events, protocol="random", test_fraction=0.2, recipe=recipe, verbose=False
     )
@@ -251,7 +258,7 @@ def test_no_ease_matrix_is_alive_while_models_train(monkeypatch):
     import gc
 
     import ctxfeatures.recipe as recipe_module
-    from ctxfeatures.recipe import Recipe, run_recipe
+    from ctxfeatures.recipe import run_recipe
 
     # EASE's C x C matrix (1.3 GB at 18,000 items) must be gone before the
     # first model is built, not held beside the models' memory.
@@ -272,13 +279,7 @@ def test_no_ease_matrix_is_alive_while_models_train(monkeypatch):
 
     monkeypatch.setattr(cf.baselines.EASE, "_fit", counted_fit)
     monkeypatch.setattr(recipe_module, "choose", checked_choose)
-    rng = np.random.default_rng(0)
-    events = {
-        "user_id": np.repeat([f"u{u}" for u in range(40)], 8),
-        "item_id": np.array([f"i{i}" for i in rng.integers(20, size=320)]),
-        "timestamp": 1_000_000 + np.arange(320),
-    }
-    recipe = Recipe(dim=8, batch_size=32, max_epochs=1, members=1)
+    events, recipe = _small_run()
     report = run_recipe(events, recipe=recipe, verbose=False)
     assert "EASE" in report["test"]
     # Three l2s on validation and the chosen one on the test events, all
