@@ -212,8 +212,7 @@ def _run(
         say,
     )
     say.stage("evaluating on the test events")
-    size = int(parts.catalogue[ITEM].size)
-    results = model_rows(model, test_data, size, batch, say) | baseline_rows
+    results = model_rows(model, test_data, counts["items"], batch, say) | baseline_rows
     if export is not None:
         say.stage(f"exporting the recommender to {os.fspath(export)}")
         k = min(100, counts["items"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,30 @@ def metrics(result: dict, size: int) -> dict[str, float]:
     }
 
 
+def fitted_metrics(
+    make: Callable[[], Any],
+    columns: dict[str, np.ndarray],
+    catalogue: dict[str, np.ndarray],
+    data: tf.data.Dataset,
+    batch: int,
+) -> dict[str, float]:
+    """hit@10, hit@100 and NDCG@10 on ``data`` of the scorer ``make()``
+    fitted on ``columns``; the scorer is freed before this returns (EASE's
+    C x C matrix: 1.3 GB at 18,000 items, one at a time)."""
+    size = int(catalogue[ITEM].size)
+    scorer = make().fit(columns, user=USER, item=ITEM, candidates=catalogue[ITEM])
+    result = evaluation.evaluate_top_k(
+        scorer,
+        data,
+        ks=cutoffs(size),
+        exclude="history",
+        batch_size=min(batch, SCORER_BATCH),
+    )
+    del scorer
+    gc.collect()
+    return metrics(result, size)
+
+
 def choose_ease_l2(
     fit_columns: dict[str, np.ndarray],
     catalogue: dict[str, np.ndarray],
@@ -46,25 +71,14 @@ def choose_ease_l2(
 ) -> tuple[float | None, dict[str, float]]:
     """EASE's l2 of the best validation hit@10, fitted on ``fit_columns``,
     and each l2's validation hit@10; ``None`` if the catalogue is too large."""
-    size = int(catalogue[ITEM].size)
-    if size > baselines.EASE().max_items:
+    if int(catalogue[ITEM].size) > baselines.EASE().max_items:
         return None, {}
-    scores = {}
-    for l2 in EASE_L2:
-        scorer = baselines.EASE(l2).fit(
-            fit_columns, user=USER, item=ITEM, candidates=catalogue[ITEM]
-        )
-        result = evaluation.evaluate_top_k(
-            scorer,
-            held_out,
-            ks=cutoffs(size),
-            exclude="history",
-            batch_size=min(batch, SCORER_BATCH),
-        )
-        scores[f"{l2:g}"] = metrics(result, size)["hit@10"]
-        # One C x C matrix at a time: 1.3 GB each at 18,000 items.
-        del scorer
-        gc.collect()
+    scores = {
+        f"{l2:g}": fitted_metrics(
+            lambda l2=l2: baselines.EASE(l2), fit_columns, catalogue, held_out, batch
+        )["hit@10"]
+        for l2 in EASE_L2
+    }
     listed = ", ".join(f"l2={l2} {score:.3f}" for l2, score in scores.items())
     best = max(scores, key=lambda l2: scores[l2])
     say(f"    EASE validation hit@10: {listed}; l2={best} chosen")
@@ -91,27 +105,15 @@ def baselines_rows(
     ease_l2, ease_validation = choose_ease_l2(
         fit_columns, catalogue, held_out, batch, say
     )
-    size = int(catalogue[ITEM].size)
-    scorers: dict[str, Any] = {"most popular": baselines.MostPopular()}
+    makers: dict[str, Callable[[], Any]] = {"most popular": baselines.MostPopular}
     if ease_l2 is None:
-        say(f"    EASE skipped: {size:,} items > max_items.")
+        say(f"    EASE skipped: {int(catalogue[ITEM].size):,} items > max_items.")
     else:
-        scorers["EASE"] = baselines.EASE(ease_l2)
+        makers["EASE"] = lambda: baselines.EASE(ease_l2)
     rows = {}
-    for name in list(scorers):
+    for name, make in makers.items():
         say(f"    fitting and evaluating {name}")
-        scorer = scorers.pop(name)
-        scorer.fit(train_columns, user=USER, item=ITEM, candidates=catalogue[ITEM])
-        result = evaluation.evaluate_top_k(
-            scorer,
-            test,
-            ks=cutoffs(size),
-            exclude="history",
-            batch_size=min(batch, SCORER_BATCH),
-        )
-        rows[name] = metrics(result, size)
-        del scorer
-        gc.collect()
+        rows[name] = fitted_metrics(make, train_columns, catalogue, test, batch)
     return ease_l2, ease_validation, rows
 
 
