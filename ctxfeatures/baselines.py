@@ -12,14 +12,15 @@ queries and exclusions as a :class:`~ctxfeatures.RetrievalModel`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ctxfeatures._columns import as_ids, read_columns
-from ctxfeatures.catalogue import _aligned_empty, _to_tensor
+from ctxfeatures._packed import PackedSymmetric
 
 __all__ = ["EASE", "MostPopular"]
 
@@ -207,9 +208,11 @@ class EASE(_Baseline):
     with equal scores (for example every one, for an empty history) are
     ordered by popularity.
 
-    ``B`` is a dense ``C × C`` float32 matrix, computed in place (one
-    matrix of memory, 380 MB for 10^4 candidates) and scored through a
-    sparse multi-hot product (memory batch × C): the catalogue may hold at
+    ``P`` is symmetric, so only one triangle of it is kept: LAPACK's
+    rectangular full packed format, accumulated and inverted in place
+    (``C²/2`` float32 values, 190 MB for 10^4 candidates, half of a dense
+    ``B``). A batch is scored from the rows of its distinct history items,
+    read a block at a time (memory batch × C). The catalogue may hold at
     most ``max_items`` candidates; ``fit`` raises a ``ValueError`` that gives
     the matrix's memory otherwise. ``fit`` reads the user and item columns.
 
@@ -242,7 +245,7 @@ class EASE(_Baseline):
         self.history = history
         self.max_items = max_items
         self.feature_names = [history]
-        self._weights: tf.Tensor | None = None
+        self._inverse: PackedSymmetric | None = None
         self._table: tf.lookup.StaticHashTable | None = None
 
     def _columns(self, *, user: str, item: str, time: str) -> dict[str, str]:
@@ -251,12 +254,11 @@ class EASE(_Baseline):
     def _fit(self, columns: dict[str, np.ndarray], catalogue: np.ndarray) -> None:
         self._check_size(catalogue.size)
         positions = _positions(columns["item"], catalogue)
-        weights = self._solve(columns["user"], positions, catalogue.size)
+        self._inverse = self._solve(columns["user"], positions, catalogue.size)
+        self._diagonal = self._inverse.diagonal()
         popularity = _popularity_order(positions, catalogue.size) / catalogue.size
         # Ties (e.g. an empty history) are broken by popularity.
         self._popularity = tf.constant(1e-6 * popularity, tf.float32)
-        # Handed to TensorFlow without a copy (C x C float32, 380 MB at 10^4).
-        self._weights = _to_tensor(weights)
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(catalogue), tf.range(catalogue.size, dtype=tf.int64)
@@ -266,15 +268,18 @@ class EASE(_Baseline):
 
     def _check_size(self, size: int) -> None:
         if size > self.max_items:
-            gib = size * size * 4 / 2**30
+            gib = size * (size + 1) * 2 / 2**30
             raise ValueError(
-                f"EASE needs a dense {size:,} x {size:,} item-item matrix "
-                f"({gib:,.1f} GiB in float32, and O(n³) time to invert), but "
-                f"max_items={self.max_items:,}. Keep the most frequent items "
-                "as candidates, or raise `max_items` if the memory is there."
+                f"EASE needs a dense symmetric {size:,} x {size:,} item-item "
+                f"matrix ({gib:,.1f} GiB in float32, half of it stored, and "
+                f"O(n³) time to invert), but max_items={self.max_items:,}. Keep "
+                "the most frequent items as candidates, or raise `max_items` if "
+                "the memory is there."
             )
 
-    def _solve(self, users: np.ndarray, columns: np.ndarray, size: int) -> np.ndarray:
+    def _solve(
+        self, users: np.ndarray, columns: np.ndarray, size: int
+    ) -> PackedSymmetric:
         from scipy import sparse
 
         keep = columns >= 0
@@ -284,14 +289,7 @@ class EASE(_Baseline):
             shape=(int(rows.max()) + 1 if rows.size else 0, size),
         )
         matrix.data[:] = 1.0  # repeated events count once
-        weights = _inverse_gram(matrix, self.l2)
-        # B = -P / diag(P) by column, with a zero diagonal, in place.
-        diagonal = -np.diag(weights).copy()
-        step = max(1, 2**24 // max(size, 1))
-        for start in range(0, size, step):
-            weights[start : start + step] /= diagonal
-        weights[np.diag_indices_from(weights)] = 0.0
-        return weights
+        return PackedSymmetric.inverse_gram(matrix, self.l2)
 
     def score(self, features: Mapping[str, Any]) -> tf.Tensor:
         """Sums the weight rows of each query's (distinct) history items."""
@@ -318,51 +316,32 @@ class EASE(_Baseline):
         pairs, _ = tf.unique(
             tf.boolean_mask(history.value_rowids() * size + index, index >= 0)
         )
-        # A sparse multi-hot (batch x catalogue) times the weights: memory
-        # is batch x catalogue, whatever the histories' lengths.
-        pairs = tf.sort(pairs)
-        multi_hot = tf.sparse.SparseTensor(
-            tf.stack([pairs // size, pairs % size], axis=1),
-            tf.ones_like(pairs, tf.float32),
-            tf.stack([history.nrows(), size]),
+        # The weights live in numpy (half of a symmetric matrix, which no
+        # TensorFlow op reads); memory is batch x catalogue. A traced graph
+        # keeps its function alive: it holds a weak reference to this EASE
+        # only, so that dropping the EASE frees its matrix.
+        scores = tf.numpy_function(
+            _weight_sums(weakref.ref(self)),
+            [pairs // size, pairs % size, history.nrows()],
+            tf.float32,
+            stateful=False,
         )
-        scores = tf.sparse.sparse_dense_matmul(multi_hot, self._weights)
+        scores.set_shape([None, self.candidate_ids.shape[0]])
         return scores + self._popularity[None, :]
 
+    def _weight_sums(
+        self, rows: np.ndarray, items: np.ndarray, count: np.integer
+    ) -> np.ndarray:
+        """Sums of the rows of ``B = -P / diag(P)`` (zero diagonal) per request."""
+        sums = self._inverse.row_sums(rows, items, int(count))
+        # Each item's own term P[h, h] is left out: B's diagonal is zero.
+        sums[rows, items] -= self._diagonal[items]
+        sums /= -self._diagonal
+        return sums
 
-def _inverse_gram(matrix: Any, l2: float, block_cells: int = 2**22) -> np.ndarray:
-    """``(XᵀX + l2·I)⁻¹`` of a sparse users x items ``matrix``, in float32.
 
-    Memory is the one ``C x C`` float32 result and one dense float32 block of
-    users (``block_cells`` values, 16 MB): the Gram matrix is accumulated in place by
-    BLAS ``syrk`` and inverted in place by Cholesky (LAPACK ``potrf`` /
-    ``potri``), which use its upper triangle; the lower one is then filled in
-    by blocks. Float32 is enough: ``l2`` bounds the smallest eigenvalue, so
-    the matrix is well conditioned (the inverse agrees with float64 to ~1e-6).
-    """
-    from scipy.linalg import blas, lapack
+def _weight_sums(ease: weakref.ref) -> Callable[..., np.ndarray]:
+    def sums(rows: np.ndarray, items: np.ndarray, count: np.integer) -> np.ndarray:
+        return ease()._weight_sums(rows, items, count)
 
-    size = matrix.shape[1]
-    # Aligned for TensorFlow; LAPACK works on its Fortran-ordered view.
-    buffer = _aligned_empty((size, size), np.empty(0, np.float32))
-    buffer[:] = 0.0
-    gram = buffer.T
-    step = max(1, block_cells // max(size, 1))
-    for start in range(0, matrix.shape[0], step):
-        part = matrix[start : start + step].toarray().astype(np.float32, copy=False)
-        # A C-ordered users x items block is its Fortran-ordered transpose:
-        # gram += partᵀ·part without copying it (ssyrk's trans=0 form).
-        gram = blas.ssyrk(1.0, part.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
-    gram[np.diag_indices_from(gram)] += l2
-    factor, info = lapack.spotrf(gram, lower=0, clean=0, overwrite_a=1)
-    if info == 0:
-        gram, info = lapack.spotri(factor, lower=0, overwrite_c=1)
-    if info != 0:  # l2 > 0 makes the matrix positive definite
-        raise RuntimeError(f"EASE: the Cholesky inverse failed (LAPACK info={info}).")
-    for start in range(0, size, step):
-        stop = min(start + step, size)
-        block = gram[start:stop, start:stop]
-        block[:] = np.triu(block) + np.triu(block, 1).T
-        gram[stop:, start:stop] = gram[start:stop, stop:].T
-    # Symmetric: its C-ordered view (the aligned buffer) holds the same values.
-    return gram.T
+    return sums

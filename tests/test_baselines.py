@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -51,21 +54,19 @@ def test_ease_matches_the_closed_form():
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("block_cells", [1, 7 * 40, 2**24])
-def test_ease_inverse_in_blocks_matches_float64_numpy(block_cells):
-    # Blocks of 1 and 7 rows split both the Gram accumulation (300 users)
-    # and the filling of the lower triangle (40 items); 2**24 is one block.
-    from scipy import sparse
-
-    x = (np.random.default_rng(0).random((300, 40)) < 0.2).astype(np.float64)
-    x[:, 5] = 0.0  # an item nobody rated: its row is l2 on the diagonal
-    got = baselines._inverse_gram(sparse.csr_matrix(x), 3.0, block_cells)
-    # C-ordered and 64-byte aligned: TensorFlow takes it without a copy.
-    assert got.dtype == np.float32 and got.flags.c_contiguous
-    assert got.ctypes.data % 64 == 0
-    np.testing.assert_allclose(
-        got, np.linalg.inv(x.T @ x + 3.0 * np.eye(40)), rtol=0, atol=1e-6
-    )
+def test_an_evaluated_ease_is_freed_with_its_matrix_when_dropped():
+    # The traced ranking graph outlives the EASE: it must not hold it (and
+    # so its matrix) through the function that reads the weights.
+    ease = baselines.EASE(l2=2.0).fit(EVENTS, item="item")
+    queries = tf.data.Dataset.from_tensor_slices(
+        {"history": tf.constant([["x", "y"], ["y", ""]]), "item": ["z", "x"]}
+    ).batch(2)
+    result = evaluation.evaluate_top_k(ease, queries, ks=[1])
+    assert 0.0 <= result["top_1"] <= 1.0
+    alive = weakref.ref(ease)
+    del ease
+    gc.collect()
+    assert alive() is None
 
 
 def test_ease_breaks_ties_by_popularity():
@@ -185,6 +186,8 @@ def test_ease_scores_a_batch_of_long_histories_in_batch_x_catalogue_memory():
     history[:, :100] = -1  # padding
     scores = ease.score({"history": tf.constant(history)}).numpy()
     assert scores.shape == (1024, 2000)
+    # One triangle of the symmetric matrix is kept: half of a dense one.
+    assert ease._inverse._packed.nbytes == 4 * 2000 * 2001 // 2
     # Steck's closed form in numpy; the popularity tie-break is below 1e-6.
     ids = ease.candidate_ids.numpy().tolist()
     x = np.zeros((300, len(ids)))

@@ -260,7 +260,7 @@ def test_no_ease_matrix_is_alive_while_models_train(monkeypatch):
     import ctxfeatures.recipe as recipe_module
     from ctxfeatures.recipe import run_recipe
 
-    # EASE's C x C matrix (1.3 GB at 18,000 items) must be gone before the
+    # EASE's matrix (0.63 GB at 18,000 items, packed) must be gone before the
     # first model is built, not held beside the models' memory.
     fits, seen = [], {}
     choose, fit = recipe_module.choose, cf.baselines.EASE._fit
