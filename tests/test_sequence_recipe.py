@@ -1,5 +1,6 @@
 """The recipe's sequence model (ctxfeatures.recipe.SequenceRecipe)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -179,25 +180,67 @@ def test_offered_both_it_trains_the_better_on_validation(tmp_path):
     assert report["validation_ndcg@10"][best["epochs"] - 1] == best["ndcg@10"]
 
 
-def test_search_candidates_vary_temperature_and_recency_then_the_sequence_model():
+def test_search_candidates_vary_temperature_recency_encoder_and_negatives():
     from ctxfeatures.recipe import Recipe, search_candidates
 
     offered = search_candidates(members=1, dim=32)
     per_event = [r for r in offered if isinstance(r, Recipe)]
-    assert [(r.temperature, r.recency_decay) for r in per_event] == [
-        (0.2, 0.8),  # the default first: it wins ties
-        (0.2, 0.5),
-        (0.1, 0.8),
-        (0.1, 0.5),
+    assert [(r.temperature, r.recency_decay, r.encoder) for r in per_event] == [
+        (0.2, 0.8, "mean"),  # the default first: it wins ties
+        (0.2, 0.5, "mean"),
+        (0.1, 0.8, "mean"),
+        (0.1, 0.5, "mean"),
+        (0.2, 0.8, "attention"),
     ]
     assert all(r.members == 1 and r.dim == 32 for r in per_event)
-    assert offered[-1] == SequenceRecipe(dim=32)
+    assert offered[-2:] == [
+        SequenceRecipe(dim=32),
+        SequenceRecipe(dim=32, negatives="catalogue"),
+    ]
     # A searched setting given is fixed: the grid shrinks to the rest.
     fixed = search_candidates(temperature=0.3)
-    assert [r.temperature for r in fixed[:-1]] == [0.3, 0.3]
-    assert fixed[-1].temperature == 0.3  # the sequence model has it too
+    assert [r.temperature for r in fixed] == [0.3] * 5
+    assert [(r.encoder, r.recency_decay) for r in fixed[:3]] == [
+        ("mean", 0.8),
+        ("mean", 0.5),
+        ("attention", 0.8),
+    ]
+    # Attention reads no recency decay: only temperatures are searched.
+    attention = search_candidates(encoder="attention", negatives="catalogue")
+    assert [(r.encoder, r.temperature) for r in attention[:-1]] == [
+        ("attention", 0.2),
+        ("attention", 0.1),
+    ]
+    assert attention[-1] == SequenceRecipe(negatives="catalogue")
     with pytest.raises(ValueError, match=r"Unknown settings \['dimension'\]"):
         search_candidates(dimension=8)
+    with pytest.raises(ValueError, match="`encoder` must be one of"):
+        Recipe(encoder="lstm")
+
+
+def test_the_attention_encoder_reads_the_history(monkeypatch):
+    import ctxfeatures.recipe._train as train_module
+    from ctxfeatures.recipe import Recipe
+
+    calls = []
+
+    class Spy(cf.AttentionHistory):
+        def embed(self, prepared, training=None):
+            calls.append(encoder)  # at tracing: once per traced function
+            return super().embed(prepared, training=training)
+
+    monkeypatch.setattr(train_module, "AttentionHistory", Spy)
+    recipe = Recipe(dim=8, batch_size=32, max_epochs=1, members=1)
+    for encoder in ("attention", "mean"):
+        report = run_recipe(
+            walks(users=20),
+            protocol="leave-last-out",
+            recipe=dataclasses.replace(recipe, encoder=encoder),
+            verbose=False,
+        )
+        assert report["recipe"]["encoder"] == encoder
+    # Only the attention run's query tower encoded histories with it.
+    assert calls and set(calls) == {"attention"}
 
 
 def test_the_command_line_searches_and_reports_each_candidate(tmp_path):
@@ -228,7 +271,9 @@ def test_the_command_line_searches_and_reports_each_candidate(tmp_path):
             "members": 1,
         },
     ]
-    assert offered[4]["kind"] == "SequenceRecipe"
+    assert offered[4]["changed"]["encoder"] == "attention"
+    assert [row["kind"] for row in offered[5:]] == ["SequenceRecipe"] * 2
+    assert offered[6]["changed"]["negatives"] == "catalogue"
     best = max(offered, key=lambda row: row["ndcg@10"])
     first, count = offered[0]["ndcg@10"], report["events"]["validation"]
     if best["ndcg@10"] <= first + np.sqrt(first / count):

@@ -13,12 +13,14 @@ from ctxfeatures.callbacks import TopKValidation
 from ctxfeatures.ensemble import Ensemble
 from ctxfeatures.history import add_history
 from ctxfeatures.layers import (
+    AttentionHistory,
     DurationBuckets,
     HistoryEmbedding,
     IdEmbedding,
     MultiIdEmbedding,
     TextEmbedding,
 )
+from ctxfeatures.layers._inputs import check_choice
 from ctxfeatures.recipe._io import ITEM, TIME, USER
 from ctxfeatures.sampling import with_sampling_probability
 
@@ -30,6 +32,10 @@ TRAIN_HISTORY = 50
 # 256 requests 2.5 x 10^7 ids wide.
 EVAL_BATCH, EVAL_CELLS = 256, 2**20
 MEMBER_SEED_STEP = 100
+# How the query reads its history: a recency-weighted mean of the item
+# vectors (the study's "recent") or self-attention over them (SASRec's
+# encoder applied to each request, :class:`~ctxfeatures.AttentionHistory`).
+ENCODERS = ("mean", "attention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +46,15 @@ class Recipe:
         dim: Width of the item table and of both towers' output.
         window: Most recent history items the query reads.
         recency_decay: Weight of each older history item, relative to the
-            next one.
+            next one (the ``"mean"`` encoder's).
         temperature: Softmax temperature of the cosine similarity.
         learning_rate: Adam's learning rate.
         batch_size: Training examples per batch (the in-batch negatives).
         max_epochs: Epochs at most; early stopping on validation picks fewer.
         members: Models trained from different seeds and ensembled.
+        encoder: ``"mean"`` (the recency-weighted mean of the history's
+            item vectors) or ``"attention"`` (one self-attention block over
+            them, :class:`~ctxfeatures.AttentionHistory`).
     """
 
     dim: int = 64
@@ -56,6 +65,10 @@ class Recipe:
     batch_size: int = 1024
     max_epochs: int = 10
     members: int = 3
+    encoder: str = "mean"
+
+    def __post_init__(self) -> None:
+        check_choice(self.encoder, "encoder", ENCODERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +131,16 @@ def build(recipe: Recipe, train: tf.data.Dataset, parts: Parts) -> Any:
     from ctxfeatures.builder import build_retrieval_model  # TFRS, on first use
 
     item = IdEmbedding(recipe.dim)
-    query = {
-        "history": HistoryEmbedding(
+    if recipe.encoder == "attention":
+        history = AttentionHistory(item_embedding=item, window=recipe.window)
+    else:
+        history = HistoryEmbedding(
             item_embedding=item,
             window=recipe.window,
             recency_decay=recipe.recency_decay,
-        ),
+        )
+    query = {
+        "history": history,
         "seconds_since_last": DurationBuckets(8),
     }
     candidate = {
