@@ -160,7 +160,9 @@ def run(args: Any, job: dict) -> dict:
 def label(recipe: dict) -> str:
     """The chosen model in a few words: its kind and searched settings."""
     if recipe["kind"] != "Recipe":
-        return "sequence"
+        return f"sequence, {recipe['negatives']}"
+    if recipe.get("encoder") == "attention":
+        return f"per event, attention, t={recipe['temperature']:g}"
     return f"per event, t={recipe['temperature']:g}, d={recipe['recency_decay']:g}"
 
 
