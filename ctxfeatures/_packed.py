@@ -69,9 +69,7 @@ class PackedSymmetric:
                 transr="N", uplo="L", trans="N", overwrite_c=1,
             )  # fmt: skip
         result = cls(size, packed)
-        half = np.arange(order // 2)
-        result._table[half, 1 + half] += l2  # the diagonal, first half
-        result._table[half, half] += l2  # and second half
+        result._table[result._diagonal_positions()] += l2
         for name in ("spftrf", "spftri"):  # Cholesky factor, then inverse
             packed, info = getattr(lapack, name)(
                 order, packed, transr="N", uplo="L", overwrite_a=1
@@ -85,9 +83,13 @@ class PackedSymmetric:
 
     def diagonal(self) -> np.ndarray:
         """The ``size`` diagonal values."""
+        return self._table[self._diagonal_positions()][: self.size]
+
+    def _diagonal_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where items ``0 .. order - 1``'s diagonal values sit in the table."""
         half = np.arange(self._order // 2)
-        values = np.concatenate([self._table[half, 1 + half], self._table[half, half]])
-        return values[: self.size]
+        # First half: T[h, 1 + h]; second half: T[g, g].
+        return np.tile(half, 2), np.concatenate([1 + half, half])
 
     def rows(self, items: np.ndarray) -> np.ndarray:
         """The rows ``items`` (integers in ``[0, size)``), ``len(items) x size``."""
