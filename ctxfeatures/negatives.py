@@ -131,7 +131,9 @@ class MixedNegatives(Negatives):
     ``candidate_sampling_probability`` (each example's candidate frequency
     ``p``), in-batch logits are corrected by ``-log(p)`` as TFRS does, and
     the uniform draws by ``-log(num_sampled / (catalogue size × batch))``,
-    the same per-draw scale, so that the two kinds are comparable.
+    the same per-draw scale, so that the two kinds are comparable. As in the
+    in-batch task, the temperature divides the similarities and the
+    corrections are subtracted after it.
 
     Args:
         num_sampled: Catalogue candidates drawn (with replacement) per step.
@@ -154,11 +156,16 @@ class MixedNegatives(Negatives):
     def __repr__(self) -> str:
         return f"MixedNegatives(num_sampled={self.num_sampled})"
 
+    def _draw(self, size: tf.Tensor) -> tf.Tensor:
+        """The catalogue entries this step samples: ``num_sampled`` indices
+        in ``[0, size)``, uniform, with replacement."""
+        return tf.random.uniform([self.num_sampled], 0, size, dtype=tf.int64)
+
     def loss(self, model, query, candidate, *, ids, weight, probability):
         catalogue: Catalogue = model.catalogue
         positions, prepared = catalogue.prepared()
         size = tf.shape(positions, out_type=tf.int64)[0]
-        draws = tf.random.uniform([self.num_sampled], 0, size, dtype=tf.int64)
+        draws = self._draw(size)
         sampled = tf.nest.map_structure(lambda x: tf.gather(x, draws), prepared)
         vectors = model.candidate_tower.embed(sampled, training=True)
         index = catalogue.index
@@ -167,10 +174,16 @@ class MixedNegatives(Negatives):
         batch, batch_probability, batch_distinct = gather_replicas(
             candidate, probability, distinct
         )
-        in_batch = dot_scores(query, batch)
-        drawn = dot_scores(query, vectors)
+        # The temperature divides the similarities, not the corrections, as
+        # in the in-batch task (TFRS'): dividing both made each log-count
+        # 1/temperature times too large, and at 0.2 the uniform draws (most
+        # of them rare items) outweighed the batch's popular ones.
+        in_batch = _tempered(dot_scores(query, batch), model.temperature)
+        drawn = _tempered(dot_scores(query, vectors), model.temperature)
         if probability is not None:
-            in_batch -= tf.math.log(batch_probability)[None, :]
+            in_batch -= tf.math.log(
+                tf.clip_by_value(batch_probability, _MIN_PROBABILITY, 1.0)
+            )[None, :]
             rows = tf.cast(tf.shape(batch)[0], tf.float32)
             share = self.num_sampled / (tf.cast(size, tf.float32) * rows)
             drawn -= tf.math.log(share)
@@ -188,7 +201,15 @@ class MixedNegatives(Negatives):
             axis=1,
         )
         negatives = tf.concat([in_batch, drawn], axis=1)
-        return softmax_loss(positive, negatives, hits, weight, model.temperature)
+        return softmax_loss(positive, negatives, hits, weight, None)
+
+
+# The in-batch task's floor under a sampling probability (log(0) is -inf).
+_MIN_PROBABILITY = 1e-6
+
+
+def _tempered(scores: tf.Tensor, temperature: float | None) -> tf.Tensor:
+    return scores if temperature is None else scores / temperature
 
 
 def _same_candidate(query_ids: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:

@@ -113,6 +113,57 @@ def test_mixed_negatives_correct_each_kind_of_draw(synthetic, build_model):
     assert corrected > uncorrected
 
 
+class FixedDraws(MixedNegatives):
+    """Draws the given catalogue entries, so that a test knows them."""
+
+    def __init__(self, entries: list[int]) -> None:
+        super().__init__(len(entries))
+        self.entries = entries
+
+    def _draw(self, size):
+        return tf.constant(self.entries, tf.int64)
+
+
+def logsumexp(row: np.ndarray) -> float:
+    peak = row.max()
+    return float(peak + np.log(np.exp(row - peak).sum()))
+
+
+@pytest.mark.parametrize("temperature", [None, 0.2])
+def test_mixed_negatives_hand_computed(synthetic, build_model, temperature):
+    # Each logit is similarity / temperature - log(expected draws), as in the
+    # in-batch task: the correction is not divided by the temperature.
+    data, catalogue = synthetic(n=300, items=40)
+    frequency = lambda x: {  # noqa: E731
+        **x,
+        "p": tf.cast(tf.strings.to_hash_bucket_fast(x["item"], 5) + 1, tf.float32) / 20,
+    }
+    data = data.map(frequency)
+    draws = [3, 5, 5, 7, 11, 30]
+    model = build_model(
+        data,
+        catalogue,
+        negatives=FixedDraws(draws),
+        candidate_sampling_probability="p",
+        temperature=temperature,
+    )
+    batch = next(iter(data.batch(16)))
+    query, candidate = (x.numpy() for x in model.embed_batch(batch))
+    _, vectors = model.candidate_embeddings()
+    drawn_vectors = vectors.numpy()[draws]
+    items = batch["item"].numpy()
+    drawn_items = np.array([f"item {i} kind{i % 5}".encode() for i in draws])
+    scale = 1.0 if temperature is None else temperature
+    in_batch = query @ candidate.T / scale - np.log(batch["p"].numpy())[None, :]
+    drawn = query @ drawn_vectors.T / scale - np.log(len(draws) / (40 * 16))
+    expected = 0.0
+    for i in range(len(items)):
+        others = (items != items[i]) | (np.arange(len(items)) == i)
+        row = np.concatenate([in_batch[i, others], drawn[i, drawn_items != items[i]]])
+        expected += logsumexp(row) - in_batch[i, i]
+    assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "negatives",
     ["catalogue", MixedNegatives(16)],
