@@ -163,6 +163,7 @@ def label(recipe: dict) -> str:
         return f"sequence, {recipe['negatives']}"
     if recipe.get("encoder") == "attention":
         return f"per event, attention, t={recipe['temperature']:g}"
+    # A width other than the default is named (search_candidates(dim=128)).
     width = f", {recipe['dim']}-d" if recipe.get("dim", 64) != 64 else ""
     return (
         f"per event, t={recipe['temperature']:g}, d={recipe['recency_decay']:g}" + width
@@ -218,8 +219,7 @@ def table_cells(part: dict) -> list[list[str]]:
 
 FOOTNOTE = (
     "One model: the per-event recipe (one member; temperature 0.1 or 0.2, "
-    "recency decay 0.5 or 0.8, dim 64 or 128, or an attention encoder) or the "
-    "sequence model "
+    "recency decay 0.5 or 0.8, or an attention encoder) or the sequence model "
     "(in-batch or catalogue negatives), whichever has the best "
     "validation NDCG@10, the default unless another leads by more than one "
     "standard error (run_recipe offered search_candidates(members=1)); "

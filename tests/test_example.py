@@ -118,7 +118,7 @@ def test_the_one_model_seed_chooses_on_validation_and_ranks_beside_ease(tmp_path
     run = part.run_seed(setup, [], seed=42, quick=True)
     assert set(run["rows"]) == {"most popular", "EASE", "one model"}
     offered = run["offered"]
-    assert [o["kind"] for o in offered] == ["Recipe"] * 9 + ["SequenceRecipe"] * 2
+    assert [o["kind"] for o in offered] == ["Recipe"] * 5 + ["SequenceRecipe"] * 2
     # The label names the chosen candidate (the choice itself is the
     # recipe's, tested in test_sequence_recipe.py).
     labels = {
@@ -126,13 +126,11 @@ def test_the_one_model_seed_chooses_on_validation_and_ranks_beside_ease(tmp_path
         "sequence, catalogue",
         "per event, attention, t=0.2",
     }
-    labels |= {
-        f"per event, t={t:g}, d={d:g}{width}"
-        for t in (0.1, 0.2)
-        for d in (0.5, 0.8)
-        for width in ("", ", 128-d")
-    }
+    labels |= {f"per event, t={t:g}, d={d:g}" for t in (0.1, 0.2) for d in (0.5, 0.8)}
     assert run["chosen"] in labels
+    # A width the search was told to use is named (search_candidates(dim=128)).
+    wide = {"kind": "Recipe", "temperature": 0.1, "recency_decay": 0.5, "dim": 128}
+    assert part.label(wide) == "per event, t=0.1, d=0.5, 128-d"
     assert run["ease_l2"] in (50.0, 250.0, 1000.0)
     # 30 users, each with its last event held out.
     text = part.markdown(

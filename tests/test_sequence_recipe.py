@@ -182,9 +182,6 @@ def test_offered_both_it_trains_the_better_on_validation(tmp_path):
 def test_search_candidates_vary_temperature_recency_encoder_and_negatives():
     from ctxfeatures.recipe import Recipe, search_candidates
 
-    # Unless given, the width is searched too: the grid at 64, then at 128.
-    widths = [r.dim for r in search_candidates() if isinstance(r, Recipe)]
-    assert widths == [64] * 4 + [128] * 4 + [64]
     offered = search_candidates(members=1, dim=32)
     per_event = [r for r in offered if isinstance(r, Recipe)]
     assert [(r.temperature, r.recency_decay, r.encoder) for r in per_event] == [
@@ -201,21 +198,17 @@ def test_search_candidates_vary_temperature_recency_encoder_and_negatives():
     ]
     # A searched setting given is fixed: the grid shrinks to the rest.
     fixed = search_candidates(temperature=0.3)
-    assert [r.temperature for r in fixed] == [0.3] * 7
-    assert [(r.encoder, r.recency_decay, r.dim) for r in fixed[:5]] == [
-        ("mean", 0.8, 64),
-        ("mean", 0.5, 64),
-        ("mean", 0.8, 128),
-        ("mean", 0.5, 128),
-        ("attention", 0.8, 64),
+    assert [r.temperature for r in fixed] == [0.3] * 5
+    assert [(r.encoder, r.recency_decay) for r in fixed[:3]] == [
+        ("mean", 0.8),
+        ("mean", 0.5),
+        ("attention", 0.8),
     ]
-    # Attention reads no recency decay: temperatures and widths are searched.
+    # Attention reads no recency decay: only temperatures are searched.
     attention = search_candidates(encoder="attention", negatives="catalogue")
-    assert [(r.encoder, r.temperature, r.dim) for r in attention[:-1]] == [
-        ("attention", 0.2, 64),
-        ("attention", 0.1, 64),
-        ("attention", 0.2, 128),
-        ("attention", 0.1, 128),
+    assert [(r.encoder, r.temperature) for r in attention[:-1]] == [
+        ("attention", 0.2),
+        ("attention", 0.1),
     ]
     assert attention[-1] == SequenceRecipe(negatives="catalogue")
     with pytest.raises(ValueError, match=r"Unknown settings \['dimension'\]"):
