@@ -86,3 +86,33 @@ def dot_scores(query: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
     transpose_a=True)``, which its CPU kernels run at half the speed.
     """
     return tf.linalg.matmul(query, tf.transpose(candidates))
+
+
+# The floor under a sampling probability before its log (log(0) is -inf).
+MIN_PROBABILITY = 1e-6
+
+
+def corrected_logits(
+    scores: tf.Tensor, temperature: float | None, probability: Any = None
+) -> tf.Tensor:
+    """``scores / temperature - log(clip(probability, 1e-6, 1))``.
+
+    The logits of a sampled softmax: the temperature divides the similarities
+    only, and the logQ correction (TFRS') is subtracted after it, so that it
+    stays one log-count whatever the temperature.
+
+    Args:
+        scores: ``(queries, candidates)`` similarities.
+        temperature: Optional divisor of the similarities.
+        probability: Optional ``(candidates,)`` sampling probability of each
+            column.
+
+    Returns:
+        The ``(queries, candidates)`` logits.
+    """
+    if temperature is not None:
+        scores = scores / temperature
+    if probability is None:
+        return scores
+    probability = tf.cast(probability, scores.dtype)
+    return scores - tf.math.log(tf.clip_by_value(probability, MIN_PROBABILITY, 1.0))

@@ -28,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from ctxfeatures.catalogue import Catalogue
-from ctxfeatures.losses import dot_scores
+from ctxfeatures.losses import corrected_logits, dot_scores
 
 __all__ = [
     "CatalogueNegatives",
@@ -178,12 +178,11 @@ class MixedNegatives(Negatives):
         # in the in-batch task (TFRS'): dividing both made each log-count
         # 1/temperature times too large, and at 0.2 the uniform draws (most
         # of them rare items) outweighed the batch's popular ones.
-        in_batch = _tempered(dot_scores(query, batch), model.temperature)
-        drawn = _tempered(dot_scores(query, vectors), model.temperature)
+        in_batch = corrected_logits(
+            dot_scores(query, batch), model.temperature, batch_probability
+        )
+        drawn = corrected_logits(dot_scores(query, vectors), model.temperature)
         if probability is not None:
-            in_batch -= tf.math.log(
-                tf.clip_by_value(batch_probability, _MIN_PROBABILITY, 1.0)
-            )[None, :]
             rows = tf.cast(tf.shape(batch)[0], tf.float32)
             share = self.num_sampled / (tf.cast(size, tf.float32) * rows)
             drawn -= tf.math.log(share)
@@ -202,14 +201,6 @@ class MixedNegatives(Negatives):
         )
         negatives = tf.concat([in_batch, drawn], axis=1)
         return softmax_loss(positive, negatives, hits, weight, None)
-
-
-# The in-batch task's floor under a sampling probability (log(0) is -inf).
-_MIN_PROBABILITY = 1e-6
-
-
-def _tempered(scores: tf.Tensor, temperature: float | None) -> tf.Tensor:
-    return scores if temperature is None else scores / temperature
 
 
 def _same_candidate(query_ids: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:

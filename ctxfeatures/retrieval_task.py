@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxfeatures._checks import check_temperature
-from ctxfeatures.losses import InBatchSoftmax, dot_scores
+from ctxfeatures.losses import InBatchSoftmax, corrected_logits, dot_scores
 
 __all__ = ["RetrievalTask"]
 
@@ -88,11 +88,9 @@ class RetrievalTask:
             )
         scores = dot_scores(query, candidate)
         labels = tf.eye(tf.shape(scores)[0], tf.shape(scores)[1])
-        if self.temperature is not None:
-            scores = scores / self.temperature
-        if candidate_sampling_probability is not None:
-            probability = tf.cast(candidate_sampling_probability, scores.dtype)
-            scores = scores - tf.math.log(tf.clip_by_value(probability, 1e-6, 1.0))
+        scores = corrected_logits(
+            scores, self.temperature, candidate_sampling_probability
+        )
         if self.remove_accidental_hits:
             if candidate_ids is None:
                 raise ValueError(
