@@ -168,6 +168,8 @@ def sasrec_row(
 
     def validate(epoch: int) -> None:
         curve.append(split.evaluate(scorer, final=False)["ndcg@10"])
+        # A run takes hours on a CPU: say where it is.
+        print(f"SASRec+ epoch {epoch}: validation NDCG@10 {curve[-1]:.4f}", flush=True)
         if epoch - (int(np.argmax(curve)) + 1) >= 5:
             raise StopIteration  # patience: five epochs without a better one
 
