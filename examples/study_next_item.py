@@ -220,7 +220,7 @@ def table_cells(part: dict) -> list[list[str]]:
 FOOTNOTE = (
     "One model: the per-event recipe (one member; temperature 0.1 or 0.2, "
     "recency decay 0.5 or 0.8, or an attention encoder) or the sequence model "
-    "(in-batch or catalogue negatives), whichever has the best "
+    "(in-batch negatives, or as SASRec+), whichever has the best "
     "validation NDCG@10, the default unless another leads by more than one "
     "standard error (run_recipe offered search_candidates(members=1)); "
     "EASE's l2 among 50, 250, 1000 by validation hit@10. Items only; seen "

@@ -101,6 +101,7 @@ def test_stops_early_on_validation():
         (dict(dropout=1.0), "`dropout` must be in [0, 1). Received: dropout=1.0"),
         (dict(temperature=0), "`temperature` must be > 0. Received: temperature=0"),
         (dict(l2_normalize="yes"), "`l2_normalize` must be True or False."),
+        (dict(block="post"), "`block` must be one of ['pre-norm', 'sasrec']."),
     ],
 )
 def test_bad_settings_name_the_setting(settings, message):
@@ -136,13 +137,15 @@ def test_the_command_line_takes_the_sequence_model(tmp_path, capsys):
             "--max-epochs",
             "2",
             "--l2-normalize",
+            "--block",
+            "sasrec",
             "--quiet",
         ]
     )
     assert report["recipe"]["kind"] == "SequenceRecipe"
     assert report["recipe"]["num_blocks"] == 1 and report["recipe"]["dim"] == 8
     assert report["recipe"]["l2_normalize"] is True
-    assert report["recipe"]["l2_normalize"] is True
+    assert report["recipe"]["block"] == "sasrec"
     assert "| recipe |" in capsys.readouterr().out
 
 
@@ -192,10 +195,18 @@ def test_search_candidates_vary_temperature_recency_encoder_and_negatives():
         (0.2, 0.8, "attention"),
     ]
     assert all(r.members == 1 and r.dim == 32 for r in per_event)
-    assert offered[-2:] == [
-        SequenceRecipe(dim=32),
-        SequenceRecipe(dim=32, negatives="catalogue"),
-    ]
+    sasrec_plus = SequenceRecipe(
+        dim=32,
+        negatives="catalogue",
+        l2_normalize=False,
+        temperature=1.0,
+        block="sasrec",
+        dropout=0.5,
+        patience=5,
+    )
+    assert offered[-2:] == [SequenceRecipe(dim=32), sasrec_plus]
+    # A SASRec+ setting given is fixed in its candidate too.
+    assert search_candidates(dropout=0.2)[-1].dropout == 0.2
     # A searched setting given is fixed: the grid shrinks to the rest.
     fixed = search_candidates(temperature=0.3)
     assert [r.temperature for r in fixed] == [0.3] * 5
@@ -327,3 +338,6 @@ def test_in_batch_negatives_with_logq_learn_the_order_too():
     model = build_sequence_model(SequenceRecipe(), parts)  # the default
     assert model.sampling_probability_key == PROBABILITY
     assert model.remove_accidental_hits
+    wired = build_sequence_model(SequenceRecipe(block="sasrec", dim=8), parts)
+    encoders = [layer for _, _, layer in wired.query_tower._slots()]
+    assert [e.block for e in encoders if hasattr(e, "block")] == ["sasrec"]

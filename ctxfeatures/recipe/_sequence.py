@@ -33,6 +33,7 @@ from ctxfeatures.layers import (
     TextEmbedding,
 )
 from ctxfeatures.layers._inputs import check_choice
+from ctxfeatures.layers.causal_attention_history import BLOCKS
 from ctxfeatures.recipe._io import ITEM, TIME, USER
 from ctxfeatures.recipe._train import Parts, Progress, curves_of, validation_ks
 from ctxfeatures.sequence_model import SequenceRetrievalModel
@@ -53,6 +54,8 @@ class SequenceRecipe:
         window: Most recent history items each attention block reads.
         num_blocks: Causal attention blocks.
         dropout: Dropout of the attention blocks, while training.
+        block: The blocks' wiring, ``"pre-norm"`` or SASRec's ``"sasrec"``
+            (:class:`~ctxfeatures.CausalAttentionHistory`).
         temperature: Softmax temperature of the similarity.
         l2_normalize: Cosine similarity (both towers L2-normalised) instead
             of the dot product.
@@ -72,6 +75,7 @@ class SequenceRecipe:
     window: int = 20
     num_blocks: int = 2
     dropout: float = 0.1
+    block: str = "pre-norm"
     temperature: float = 0.2
     l2_normalize: bool = True
     negatives: str = "in-batch"
@@ -96,6 +100,7 @@ class SequenceRecipe:
                 f"l2_normalize={self.l2_normalize!r}"
             )
         check_choice(self.negatives, "negatives", NEGATIVES)
+        check_choice(self.block, "block", BLOCKS)
         for name in ("temperature", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(
@@ -128,6 +133,7 @@ def build_sequence_model(
         window=recipe.window,
         num_blocks=recipe.num_blocks,
         dropout=recipe.dropout,
+        block=recipe.block,
     )
     query = Tower(
         {"history": history, "seconds_since_last": DurationBuckets(8)},
