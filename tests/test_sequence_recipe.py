@@ -284,6 +284,7 @@ def test_the_command_line_searches_and_reports_each_candidate(tmp_path):
     assert offered[4]["changed"]["encoder"] == "attention"
     assert [row["kind"] for row in offered[5:]] == ["SequenceRecipe"] * 2
     assert offered[6]["changed"]["negatives"] == "catalogue"
+    assert offered[6]["changed"]["block"] == "sasrec"
     best = max(offered, key=lambda row: row["ndcg@10"])
     first, count = offered[0]["ndcg@10"], report["events"]["validation"]
     if best["ndcg@10"] <= first + np.sqrt(first / count):
