@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import ctxfeatures as cf
 from ctxfeatures.recipe import SequenceRecipe, run_recipe
@@ -102,6 +103,7 @@ def test_stops_early_on_validation():
         (dict(temperature=0), "`temperature` must be > 0. Received: temperature=0"),
         (dict(l2_normalize="yes"), "`l2_normalize` must be True or False."),
         (dict(block="post"), "`block` must be one of ['pre-norm', 'sasrec']."),
+        (dict(heads=0), "`heads` must be True or False. Received: heads=0"),
     ],
 )
 def test_bad_settings_name_the_setting(settings, message):
@@ -201,6 +203,7 @@ def test_search_candidates_vary_temperature_recency_encoder_and_negatives():
         l2_normalize=False,
         temperature=1.0,
         block="sasrec",
+        heads=False,
         dropout=0.5,
         patience=5,
     )
@@ -285,6 +288,7 @@ def test_the_command_line_searches_and_reports_each_candidate(tmp_path):
     assert [row["kind"] for row in offered[5:]] == ["SequenceRecipe"] * 2
     assert offered[6]["changed"]["negatives"] == "catalogue"
     assert offered[6]["changed"]["block"] == "sasrec"
+    assert offered[6]["changed"]["heads"] is False
     best = max(offered, key=lambda row: row["ndcg@10"])
     first, count = offered[0]["ndcg@10"], report["events"]["validation"]
     if best["ndcg@10"] <= first + np.sqrt(first / count):
@@ -342,3 +346,28 @@ def test_in_batch_negatives_with_logq_learn_the_order_too():
     wired = build_sequence_model(SequenceRecipe(block="sasrec", dim=8), parts)
     encoders = [layer for _, _, layer in wired.query_tower._slots()]
     assert [e.block for e in encoders if hasattr(e, "block")] == ["sasrec"]
+
+
+def test_without_heads_the_towers_are_sasrecs():
+    # The query is the encoder alone and items score by the table it reads;
+    # item features keep the candidate's head (their only way in).
+    bare = Parts({ITEM: np.array(["i0", "i1", "i2"])}, [], [], "|")
+    recipe = SequenceRecipe(heads=False, dim=8, l2_normalize=False)
+    model = build_sequence_model(recipe, bare)
+    query = [feature for _, feature, _ in model.query_tower._slots()]
+    assert query == ["history"]
+    assert list(model.query_tower.head_units) == []
+    assert list(model.candidate_tower.head_units) == []
+    encoder = [layer for _, _, layer in model.query_tower._slots()][0]
+    vectors = model.candidate_tower({ITEM: tf.constant(["i1", "i2"])})
+    table = encoder._table()(encoder.lookup_ids(tf.constant(["i1", "i2"])))
+    np.testing.assert_allclose(vectors.numpy(), table.numpy())
+    titled = Parts(
+        {ITEM: np.array(["i0", "i1"]), "title": np.array(["a b", "c"])},
+        ["title"],
+        [],
+        "|",
+    )
+    model = build_sequence_model(SequenceRecipe(heads=False, dim=8), titled)
+    assert list(model.candidate_tower.head_units) == [8]
+    assert list(model.query_tower.head_units) == []

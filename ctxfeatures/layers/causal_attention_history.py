@@ -28,9 +28,8 @@ class CausalAttentionHistory(HistoryEmbedding):
     with a residual connection); the output is the encoding of the most
     recent item, after a final normalisation. ``block="sasrec"`` wires the
     blocks as SASRec's reference code does instead (see Args). Because every
-    position sees
-    only earlier items, at distances the bias knows, one pass over a user's
-    sequence encodes every prefix at once:
+    position sees only earlier items, at distances the bias knows, one pass
+    over a user's sequence encodes every prefix at once:
     :class:`~ctxfeatures.SequenceRetrievalModel` trains it that way, and
     the encoding of a request's history is that of its last position. It
     depends on the last ``num_blocks * (window - 1) + 1`` items (older ones

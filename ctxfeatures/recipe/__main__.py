@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "NDCG@10; search: as auto, with the per-event model at temperatures "
         "0.1 and 0.2 and recency decays 0.5 and 0.8 and with an attention "
         "encoder, and the sequence model with its defaults and as SASRec+ "
-        "(SASRec's blocks, catalogue softmax, dropout 0.5; a setting given as "
-        "a flag is fixed)",
+        "(SASRec's blocks and towers, catalogue softmax, dropout 0.5; a "
+        "setting given as a flag is fixed)",
     )
     for name, field in SETTINGS.items():
         flag = "--" + name.replace("_", "-")

@@ -55,7 +55,8 @@ RECENCY_DECAYS = (0.5, 0.8)
 # The sequence model, twice: as the recipe's defaults (in-batch negatives
 # with logQ, cosine / 0.2: best on MovieLens 100K's validation events) and
 # as SASRec+ (Klenitskiy and Vasilev, 2023) in the library's layers: SASRec's
-# block wiring, the dot product under a softmax over the whole catalogue,
+# block wiring and towers (no dense heads: items scored by the table the
+# encoder reads), the dot product under a softmax over the whole catalogue,
 # dropout 0.5 and patience 5 as the paper sets them for sparse logs. Which
 # is better depends on the log: the first on MovieLens, the second on Amazon
 # Sports' validation events (docs/sequences.rst).
@@ -64,6 +65,7 @@ SASREC_PLUS = {
     "l2_normalize": False,
     "temperature": 1.0,
     "block": "sasrec",
+    "heads": False,
     "dropout": 0.5,
     "patience": 5,
 }
@@ -76,9 +78,9 @@ def search_candidates(**settings: Any) -> list[AnyRecipe]:
     and 0.8 (the default, 0.2 and 0.8, first: it wins ties), then the
     per-event recipe with a self-attention encoder (``encoder="attention"``,
     at the default temperature), then the sequence model with its defaults
-    (in-batch negatives) and as SASRec+ (SASRec's block wiring, the dot
-    product under a softmax over the whole catalogue, dropout 0.5, patience
-    5); pass the list as ``run_recipe(recipe=...)``.
+    (in-batch negatives) and as SASRec+ (SASRec's block wiring and towers,
+    the dot product under a softmax over the whole catalogue, dropout 0.5,
+    patience 5); pass the list as ``run_recipe(recipe=...)``.
 
     Args:
         **settings: Settings of :class:`Recipe` or :class:`SequenceRecipe`,

@@ -56,6 +56,11 @@ class SequenceRecipe:
         dropout: Dropout of the attention blocks, while training.
         block: The blocks' wiring, ``"pre-norm"`` or SASRec's ``"sasrec"``
             (:class:`~ctxfeatures.CausalAttentionHistory`).
+        heads: A dense layer on each tower. ``False`` builds SASRec's
+            towers: the query is the encoder's output alone (no time
+            feature) and items are scored by their own vectors, the table
+            the encoder reads; a catalogue with item features keeps the
+            candidate's head, which reads them.
         temperature: Softmax temperature of the similarity.
         l2_normalize: Cosine similarity (both towers L2-normalised) instead
             of the dot product.
@@ -76,6 +81,7 @@ class SequenceRecipe:
     num_blocks: int = 2
     dropout: float = 0.1
     block: str = "pre-norm"
+    heads: bool = True
     temperature: float = 0.2
     l2_normalize: bool = True
     negatives: str = "in-batch"
@@ -94,11 +100,12 @@ class SequenceRecipe:
             raise ValueError(
                 f"`dropout` must be in [0, 1). Received: dropout={self.dropout}"
             )
-        if not isinstance(self.l2_normalize, bool):
-            raise ValueError(
-                "`l2_normalize` must be True or False. Received: "
-                f"l2_normalize={self.l2_normalize!r}"
-            )
+        for name in ("l2_normalize", "heads"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"`{name}` must be True or False. Received: "
+                    f"{name}={getattr(self, name)!r}"
+                )
         check_choice(self.negatives, "negatives", NEGATIVES)
         check_choice(self.block, "block", BLOCKS)
         for name in ("temperature", "learning_rate"):
@@ -135,22 +142,26 @@ def build_sequence_model(
         dropout=recipe.dropout,
         block=recipe.block,
     )
+    query_features: dict[str, Any] = {"history": history}
+    if recipe.heads:
+        query_features["seconds_since_last"] = DurationBuckets(8)
+    item_features = {
+        **{name: TextEmbedding(recipe.dim) for name in parts.text},
+        **{
+            name: MultiIdEmbedding(16, separator=parts.separator)
+            for name in parts.multi
+        },
+    }
     query = Tower(
-        {"history": history, "seconds_since_last": DurationBuckets(8)},
-        head_units=(recipe.dim,),
+        query_features,
+        head_units=(recipe.dim,) if recipe.heads else (),
         l2_normalize=recipe.l2_normalize,
         name="query",
     )
     candidate = Tower(
-        {
-            ITEM: items,
-            **{name: TextEmbedding(recipe.dim) for name in parts.text},
-            **{
-                name: MultiIdEmbedding(16, separator=parts.separator)
-                for name in parts.multi
-            },
-        },
-        head_units=(recipe.dim,),
+        {ITEM: items, **item_features},
+        # Item features need the head to meet the query's width.
+        head_units=(recipe.dim,) if recipe.heads or item_features else (),
         l2_normalize=recipe.l2_normalize,
         name="candidate",
     )
