@@ -359,6 +359,8 @@ def test_recipe_from_python_with_leave_last_out(tmp_path, capsys):
     baselines_stage = out.index("[2/6] most-popular and EASE")
     assert baselines_stage < out.index("[3/6] choosing the number of epochs")
     assert "model 1/1 epoch 1/" in out and "| EASE |" in out
+    takes = "it takes history (item ids, most recent last) and seconds_since_last;"
+    assert takes in out
     served = cf.serving.load_recommender(tmp_path / "rec")
     ids = served(history=[["i1", "i2"]], seconds_since_last=[60])["ids"]
     assert ids.shape == (1, np.unique(items).size)

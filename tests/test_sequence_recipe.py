@@ -69,6 +69,31 @@ def test_learns_the_order_that_the_baselines_cannot_see(tmp_path):
     assert ids.numpy()[0][0] == b"i4"
 
 
+def test_sasrec_towers_serve_from_the_history_alone(tmp_path, capsys):
+    # SASRec's towers (heads=False) read no time: the export's signature, the
+    # served ranking and the closing message all say the history alone.
+    recipe = SequenceRecipe(
+        **{**SMALL, "temperature": 1.0},
+        block="sasrec",
+        heads=False,
+        dropout=0.2,
+        max_epochs=20,
+    )
+    report = run_recipe(
+        walks(), protocol="leave-last-out", recipe=recipe, export=tmp_path / "rec"
+    )
+    assert report["test"]["recipe"]["ndcg@10"] > 0.8
+    out = capsys.readouterr().out
+    assert "it takes history (item ids, most recent last); load it" in out
+    served = cf.serving.load_recommender(tmp_path / "rec")
+    assert list(served.signature) == ["history"]
+    ids = served(history=[["i1", "i2", "i3"]])["ids"].numpy()
+    assert ids[0][0] == b"i4"
+    # A request that carries the time too is served the same.
+    timed = served(history=[["i1", "i2", "i3"]], seconds_since_last=[60])
+    np.testing.assert_array_equal(timed["ids"].numpy(), ids)
+
+
 def test_order_is_what_it_learns():
     """The same walks in reverse time order: the answer is the item before."""
     events = walks()

@@ -35,8 +35,9 @@ Never reading the test events to choose anything, it:
    model beside most-popular and EASE (its l2 among 50, 250 and 1000 chosen
    on the same validation events), seen items excluded for all;
 6. with ``export``, saves the ensemble as one recommender that takes a
-   request's ``history`` and ``seconds_since_last`` and returns the top 100
-   items the user has not seen.
+   request's ``history`` and ``seconds_since_last`` (a sequence model with
+   SASRec's towers, ``heads=False``, the ``history`` alone) and returns the
+   top 100 items the user has not seen.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def _run(
         "test": results,
         "seconds": round(say.elapsed(), 1),
     }
-    say.done(table(results), export)
+    say.done(table(results), export, model.query_tower.feature_names)
     if output is not None:
         with open(output, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
@@ -259,13 +260,18 @@ class _Stages:
         if self.verbose:
             self.write(f"[{self.number}/{self.total}] {name} ({self.elapsed():.0f} s)")
 
-    def done(self, results: str, export: Any) -> None:
+    def done(self, results: str, export: Any, inputs: list[str]) -> None:
         if not self.verbose:
             return
         self.write(f"\nTest results ({self.elapsed():.0f} s in all):\n\n{results}")
         if export is not None:
+            # SASRec's towers (heads=False) read the history alone.
+            said = [
+                f"{name} (item ids, most recent last)" if name == "history" else name
+                for name in inputs
+            ]
             self.write(
-                f"\nRecommender saved to {os.fspath(export)}: it takes history "
-                "(item ids, most recent last) and seconds_since_last; load it "
-                "with ctxfeatures.serving.load_recommender or tf.saved_model.load."
+                f"\nRecommender saved to {os.fspath(export)}: it takes "
+                f"{' and '.join(said)}; load it with "
+                "ctxfeatures.serving.load_recommender or tf.saved_model.load."
             )
