@@ -1,5 +1,7 @@
 """The sequence recipe's training batches: new ones each epoch, from the seed."""
 
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
@@ -29,7 +31,7 @@ def epochs(seed: int, count: int = 2) -> list[list[np.ndarray]]:
     return [[targets(batch) for batch in data] for _ in range(count)]
 
 
-def targets(batch) -> np.ndarray:
+def targets(batch: Any) -> np.ndarray:
     return np.concatenate([np.ravel(t) for t in tf.nest.flatten(batch.candidate)])
 
 
